@@ -1,0 +1,1 @@
+"""Clients of the ledger: the ``custody`` command line; later the partner SDK and audit client."""

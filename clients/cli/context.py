@@ -1,0 +1,95 @@
+"""Where the CLI finds its database and keys."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ledger.errors import KeyFileError, LogNotInitialisedError
+from ledger.keys import load_private_key
+from ledger.note import NoteSigner, VerifierKey
+from ledger.storage import LogStore, default_url
+
+LOG_KEY_FILE = "log-key.pem"
+KEY_PASSPHRASE_ENV = "CUSTODY_KEY_PASSPHRASE"  # noqa: S105 (a variable name)
+LOG_KEY_PASSPHRASE_ENV = "CUSTODY_LOG_KEY_PASSPHRASE"  # noqa: S105
+
+
+def default_data_dir() -> Path:
+    """``$CUSTODY_HOME``, else ``$XDG_DATA_HOME/custody``, else ``~/.local/share/custody``."""
+    if home := os.environ.get("CUSTODY_HOME"):
+        return Path(home)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "custody"
+
+
+def passphrase_from_env(variable: str) -> bytes | None:
+    value = os.environ.get(variable)
+    return value.encode() if value else None
+
+
+def load_key(path: Path, passphrase_env: str = KEY_PASSPHRASE_ENV) -> Ed25519PrivateKey:
+    return load_private_key(path, passphrase_from_env(passphrase_env))
+
+
+@dataclass
+class CliContext:
+    """Resolved global options, with the store opened on first use."""
+
+    data_dir: Path
+    db_url: str | None
+    _store: LogStore | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        return self.db_url or default_url(self.data_dir)
+
+    @property
+    def log_key_path(self) -> Path:
+        return self.data_dir / LOG_KEY_FILE
+
+    def store(self) -> LogStore:
+        if self._store is None:
+            self._store = LogStore.open(self.url)
+        return self._store
+
+    def log_store(self) -> LogStore:
+        """The store, which must already hold a log (LogNotInitialisedError otherwise)."""
+        store = self.store()
+        store.info()
+        return store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def log_verifier_key(self) -> VerifierKey:
+        """The log's verifier key as this database records it."""
+        return VerifierKey.parse(self.store().info().verifier_key)
+
+    def log_signer(self, key_path: Path | None = None) -> NoteSigner:
+        path = key_path or self.log_key_path
+        try:
+            key = load_key(path, LOG_KEY_PASSPHRASE_ENV)
+        except KeyFileError as exc:
+            raise KeyFileError(
+                f"the log's signing key is needed to append: {exc} (pass --log-key)"
+            ) from exc
+        info = self.store().info()
+        return NoteSigner(info.origin, key)
+
+    def trusted_log_key(self, vkey: str | None) -> VerifierKey:
+        """The key to check the log against: given explicitly, else from the local log key."""
+        if vkey is not None:
+            text = Path(vkey).read_text().strip() if Path(vkey).is_file() else vkey
+            return VerifierKey.parse(text)
+        if not self.log_key_path.exists():
+            raise LogNotInitialisedError(
+                f"no log key at {self.log_key_path}: pass the log's verifier key with --vkey"
+            )
+        key = load_key(self.log_key_path, LOG_KEY_PASSPHRASE_ENV)
+        return NoteSigner(self.store().info().origin, key).verifier_key()

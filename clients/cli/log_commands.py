@@ -1,0 +1,245 @@
+"""``custody init``, ``custody db`` and ``custody log``: the local log."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
+import click
+
+from clients.cli.context import (
+    LOG_KEY_PASSPHRASE_ENV,
+    CliContext,
+    load_key,
+    passphrase_from_env,
+)
+from clients.cli.render import b64, entry_json, micros_to_iso, to_json
+from ledger.admission import Submission
+from ledger.dsse import Signer, sign_envelope
+from ledger.errors import KeyFileError, LogAlreadyInitialisedError, OutOfRangeError
+from ledger.keys import generate_private_key, save_private_key
+from ledger.leaf import decode_leaf
+from ledger.log_verifier import verify_log
+from ledger.merkle import ConsistencyProof, InclusionProof
+from ledger.note import NoteSigner, check_key_name
+from ledger.receipts import verify_receipt
+from ledger.sequencer import Sequencer, initialise_log
+from ledger.storage import migrate
+
+pass_cli = click.make_pass_decorator(CliContext)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@click.command()
+@click.option("--origin", required=True, help="The log's origin, e.g. ledger.example.org/custody.")
+@click.option(
+    "--log-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the log's signing key (default: log-key.pem in the data directory).",
+)
+@click.option(
+    "--reuse-key", is_flag=True, help="Use an existing key file at --log-key instead of failing."
+)
+@pass_cli
+def init(state: CliContext, origin: str, log_key: Path | None, reuse_key: bool) -> None:
+    """Create the log and its signing key; print the log's verifier key."""
+    check_key_name(origin)
+    path = log_key or state.log_key_path
+    store = state.store()
+    if store.is_initialised():
+        raise LogAlreadyInitialisedError(f"{state.url} already holds a log")
+    if path.exists():
+        if not reuse_key:
+            raise KeyFileError(f"{path} exists: pass --reuse-key to use it, or another --log-key")
+        key = load_key(path, LOG_KEY_PASSPHRASE_ENV)
+    else:
+        key = generate_private_key()
+        save_private_key(key, path, passphrase_from_env(LOG_KEY_PASSPHRASE_ENV))
+    signer = NoteSigner(origin, key)
+    initialise_log(store, signer)
+    click.echo(f"created log {origin} in {state.url}", err=True)
+    click.echo(f"log signing key: {path}", err=True)
+    click.echo(str(signer.verifier_key()))
+
+
+@click.group("db")
+def db() -> None:
+    """Database administration."""
+
+
+@db.command("upgrade")
+@pass_cli
+def db_upgrade(state: CliContext) -> None:
+    """Apply schema migrations up to the newest revision."""
+    migrate(state.store().engine)
+    click.echo("schema is current")
+
+
+@click.group()
+def log() -> None:
+    """Append to, read, prove and verify the local log."""
+
+
+@log.command("append")
+@click.argument("payload_file", type=click.File("rb"))
+@click.option(
+    "--key",
+    "key_files",
+    multiple=True,
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Signing key (repeat for several signatures).",
+)
+@click.option("--payload-type", required=True, help="Media type of the payload.")
+@click.option(
+    "--log-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The log's signing key (default: log-key.pem in the data directory).",
+)
+@json_option
+@pass_cli
+def append(
+    state: CliContext,
+    payload_file: BinaryIO,
+    key_files: tuple[Path, ...],
+    payload_type: str,
+    log_key: Path | None,
+    as_json: bool,
+) -> None:
+    """Sign PAYLOAD_FILE (- for stdin) and append it; print the verified receipt."""
+    payload = payload_file.read()
+    signers = [Signer(load_key(path)) for path in key_files]
+    envelope = sign_envelope(payload_type, payload, signers)
+    sequencer = Sequencer(state.log_store(), state.log_signer(log_key), verify_threads=1)
+    try:
+        receipt = sequencer.append(Submission.of(envelope, [s.public_key for s in signers]))
+    finally:
+        sequencer.close()
+    verified = verify_receipt(receipt, sequencer.log_key, envelope.digest())
+    if as_json:
+        click.echo(
+            to_json(
+                {
+                    "index": receipt.index,
+                    "duplicate": receipt.duplicate,
+                    "entry_digest": b64(envelope.digest()),
+                    "leaf_hash": b64(receipt.inclusion.leaf_hash),
+                    "checkpoint": receipt.checkpoint.decode(),
+                    "inclusion_proof": receipt.inclusion.to_json(),
+                }
+            )
+        )
+        return
+    what = "already logged at" if receipt.duplicate else "appended at"
+    click.echo(f"{what} index {receipt.index} (receipt verified)")
+    click.echo(f"tree size {verified.checkpoint.checkpoint.size}, checkpoint:")
+    click.echo(receipt.checkpoint.decode(), nl=False)
+
+
+@log.command("checkpoint")
+@pass_cli
+def checkpoint(state: CliContext) -> None:
+    """Print the latest signed checkpoint exactly as stored."""
+    latest = state.log_store().latest_checkpoint()
+    if latest is None:
+        raise OutOfRangeError("the log has no checkpoint")
+    sys.stdout.buffer.write(latest.note)
+    sys.stdout.buffer.flush()
+
+
+@log.command("vkey")
+@pass_cli
+def vkey(state: CliContext) -> None:
+    """Print the log's verifier key (signed-note form)."""
+    click.echo(state.log_store().info().verifier_key)
+
+
+@log.command("entry")
+@click.argument("index", type=click.IntRange(min=0))
+@json_option
+@pass_cli
+def entry(state: CliContext, index: int, as_json: bool) -> None:
+    """Show the leaf at INDEX: its bytes, hashes and decoded envelope."""
+    stored = state.log_store().leaf(index)
+    leaf = decode_leaf(stored.leaf_bytes)
+    rendered = entry_json(stored, leaf)
+    if as_json:
+        click.echo(to_json(rendered))
+        return
+    click.echo(f"index:            {stored.index}")
+    click.echo(f"integrated:       {micros_to_iso(leaf.integration_time_micros)}")
+    click.echo(f"leaf hash:        {rendered['leaf_hash']}")
+    click.echo(f"chain hash:       {rendered['chain_hash']}")
+    click.echo(f"entry digest:     {rendered['entry_digest']}")
+    click.echo(f"payload type:     {leaf.envelope.payload_type}")
+    click.echo(f"payload:          {len(leaf.envelope.payload)} bytes")
+    for signature in leaf.envelope.signatures:
+        click.echo(f"signed by keyid:  {signature.keyid}")
+
+
+@log.group("prove")
+def prove() -> None:
+    """Inclusion and consistency proofs (RFC 9162)."""
+
+
+@prove.command("inclusion")
+@click.argument("index", type=click.IntRange(min=0))
+@click.option(
+    "--size", type=click.IntRange(min=1), default=None, help="Tree size (default: latest)."
+)
+@json_option
+@pass_cli
+def prove_inclusion(state: CliContext, index: int, size: int | None, as_json: bool) -> None:
+    """Prove that leaf INDEX is in the tree of the given size."""
+    store = state.log_store()
+    proof = store.inclusion_proof(index, size if size is not None else store.size())
+    proof.verify()
+    _print_proof(proof, as_json)
+
+
+@prove.command("consistency")
+@click.argument("old", type=click.IntRange(min=0))
+@click.argument("new", type=click.IntRange(min=0), required=False)
+@json_option
+@pass_cli
+def prove_consistency(state: CliContext, old: int, new: int | None, as_json: bool) -> None:
+    """Prove that the tree of size OLD is a prefix of the tree of size NEW (default: latest)."""
+    store = state.log_store()
+    proof = store.consistency_proof(old, new if new is not None else store.size())
+    proof.verify()
+    _print_proof(proof, as_json)
+
+
+def _print_proof(proof: InclusionProof | ConsistencyProof, as_json: bool) -> None:
+    rendered = proof.to_json()
+    if as_json:
+        click.echo(to_json(rendered))
+        return
+    for name, value in rendered.items():
+        if name == "hashes":
+            click.echo(f"{name}:")
+            for item in value:
+                click.echo(f"  {item}")
+        else:
+            click.echo(f"{name}: {value}")
+
+
+@log.command("verify")
+@click.option(
+    "--vkey",
+    default=None,
+    help="Trusted verifier key of the log, or a file holding it (default: from the local log key).",
+)
+@pass_cli
+def verify(state: CliContext, vkey: str | None) -> None:
+    """Replay the whole log: signatures, chain, tree nodes and checkpoints."""
+    log_key = state.trusted_log_key(vkey)
+    result = verify_log(state.log_store(), log_key)
+    click.echo(
+        f"log {result.origin} verified: {result.tree_size} leaves, "
+        f"{result.tree_nodes} tree nodes, {result.checkpoints} checkpoints"
+    )
+    click.echo(f"root {b64(result.root_hash)}")

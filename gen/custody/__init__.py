@@ -1,0 +1,1 @@
+# Generated package marker; see tools/genproto.py.

@@ -1,0 +1,89 @@
+"""Group commit for concurrent callers: submissions that arrive together share a batch.
+
+Callers await ``submit``; a single task drains the queue into batches of up
+to ``max_batch`` entries and hands each to the sequencer in a worker thread.
+While one batch commits the next one gathers, so the batch size grows with
+load and each caller waits for at most about two commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final
+
+from ledger.admission import Submission
+from ledger.errors import CustodyError, UnavailableError
+from ledger.receipts import Receipt
+from ledger.sequencer import Sequencer
+
+_STOP: Final = object()
+_Item = tuple[Submission, "asyncio.Future[Receipt]"]
+
+
+class GroupCommitter:
+    """Batches concurrent submissions onto one sequencer."""
+
+    def __init__(
+        self, sequencer: Sequencer, *, max_batch: int = 1000, max_pending: int = 10_000
+    ) -> None:
+        self._sequencer = sequencer
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Item | object] = asyncio.Queue(maxsize=max_pending)
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def submit(self, submission: Submission) -> Receipt:
+        """Wait until the entry is durably logged; raise its refusal otherwise."""
+        if self._closing or self._task is None:
+            raise UnavailableError("the sequencer is not accepting entries")
+        future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
+        await self._queue.put((submission, future))
+        return await future
+
+    async def close(self) -> None:
+        """Stop taking entries, finish everything already queued, then return."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._task is not None:
+            await self._queue.put(_STOP)
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            if first is _STOP:
+                return
+            batch: list[_Item] = [first]  # type: ignore[list-item]
+            stop_after = False
+            while len(batch) < self._max_batch and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is _STOP:
+                    stop_after = True
+                    break
+                batch.append(item)  # type: ignore[arg-type]
+            await self._commit(batch)
+            if stop_after:
+                return
+
+    async def _commit(self, batch: list[_Item]) -> None:
+        try:
+            outcomes = await asyncio.to_thread(
+                self._sequencer.append_batch, [submission for submission, _ in batch]
+            )
+        except Exception as exc:  # a failed batch fails its callers, never the loop
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if future.done():
+                continue
+            if isinstance(outcome, CustodyError):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)

@@ -1,0 +1,189 @@
+"""Replay a whole stored log and check every byte of it against the log key.
+
+Pure over the rows a ``LogSource`` streams: every leaf's bytes, hash, index,
+chain link and signatures; every stored tree node; every stored checkpoint's
+signature, size and root. Memory stays O(log n) whatever the log's size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from ledger import merkle
+from ledger.checkpoint import open_checkpoint
+from ledger.errors import CustodyError, LogIntegrityError
+from ledger.leaf import ZERO_HASH, chain_hash, decode_leaf, verify_leaf
+from ledger.merkle import CompactRange, NodeId
+from ledger.note import VerifierKey
+from ledger.records import LogInfo, StoredCheckpoint, StoredLeaf, StoredNode
+
+
+class LogSource(Protocol):
+    def info(self) -> LogInfo: ...
+    def iter_leaves(self) -> Iterator[StoredLeaf]: ...
+    def iter_nodes(self, level: int) -> Iterator[StoredNode]: ...
+    def node_levels(self) -> dict[int, int]: ...
+    def iter_checkpoints(self) -> Iterator[StoredCheckpoint]: ...
+
+
+@dataclass(frozen=True)
+class LogVerification:
+    """What a successful replay established."""
+
+    origin: str
+    tree_size: int
+    root_hash: bytes
+    checkpoints: int
+    tree_nodes: int
+
+
+Progress = Callable[[int], None]
+
+
+def verify_log(
+    source: LogSource, log_key: VerifierKey, *, progress: Progress | None = None
+) -> LogVerification:
+    """Replay the log; raise LogIntegrityError naming the first bad index.
+
+    1. The database names the trusted log key and its origin.
+    2. Leaf rows run 0, 1, 2, ... with no gap.
+    3. Each leaf's bytes hash to its stored leaf hash; the leaf decodes, names
+       its own index, continues the hash chain, and every signature verifies;
+       its stored chain hash and entry digest are what its bytes give.
+    4. Every tree node the replay completes equals the stored one, and no
+       stored node is left over.
+    5. Every stored checkpoint is signed by the log key, names its own size,
+       and its root is the replayed root at that size.
+    """
+    info = source.info()
+    if info.verifier_key != str(log_key) or info.origin != log_key.name:
+        raise LogIntegrityError(
+            f"the database names log key {info.verifier_key!r}, not the trusted {log_key}"
+        )
+    nodes = _NodeChecker(source)
+    checkpoints = _CheckpointChecker(source.iter_checkpoints(), log_key)
+    tree = CompactRange()
+    chain = ZERO_HASH
+    checkpoints.check_up_to(tree)
+    for row in source.iter_leaves():
+        position = tree.size
+        if row.index != position:
+            raise LogIntegrityError(
+                f"leaf {position} is missing: the next stored leaf is {row.index}", index=position
+            )
+        if merkle.leaf_hash(row.leaf_bytes) != row.leaf_hash:
+            raise LogIntegrityError(
+                f"leaf {position}: its bytes do not hash to its stored leaf hash", index=position
+            )
+        try:
+            leaf = decode_leaf(row.leaf_bytes)
+            verify_leaf(leaf, expected_index=position, prev_chain_hash=chain)
+        except LogIntegrityError:
+            raise
+        except CustodyError as exc:
+            raise LogIntegrityError(f"leaf {position}: {exc}", index=position) from exc
+        chain = chain_hash(chain, row.leaf_hash)
+        if row.chain_hash != chain:
+            raise LogIntegrityError(
+                f"leaf {position}: stored chain hash is not the chain's", index=position
+            )
+        if row.entry_digest != leaf.envelope.digest():
+            raise LogIntegrityError(
+                f"leaf {position}: stored entry digest is not its envelope's", index=position
+            )
+        for node, digest in tree.append(row.leaf_hash):
+            if node.level > 0:
+                nodes.check(node, digest)
+        checkpoints.check_up_to(tree)
+        if progress is not None and tree.size % 10_000 == 0:
+            progress(tree.size)
+    nodes.check_exhausted(tree.size)
+    checkpoints.check_exhausted(tree.size)
+    if progress is not None:
+        progress(tree.size)
+    return LogVerification(
+        origin=info.origin,
+        tree_size=tree.size,
+        root_hash=tree.root(),
+        checkpoints=checkpoints.count,
+        tree_nodes=nodes.count,
+    )
+
+
+class _NodeChecker:
+    """Compares replayed nodes with stored ones, one ordered stream per level."""
+
+    def __init__(self, source: LogSource) -> None:
+        self._source = source
+        self._streams: dict[int, Iterator[StoredNode]] = {}
+        self.count = 0
+
+    def check(self, node: NodeId, digest: bytes) -> None:
+        stream = self._streams.get(node.level)
+        if stream is None:
+            stream = self._streams[node.level] = self._source.iter_nodes(node.level)
+        stored = next(stream, None)
+        if stored is None or stored.index != node.index:
+            raise LogIntegrityError(
+                f"tree node level {node.level} index {node.index} (leaves {node.begin}.."
+                f"{node.end - 1}) is missing from storage",
+                index=node.begin,
+            )
+        if stored.hash != digest:
+            raise LogIntegrityError(
+                f"stored tree node level {node.level} index {node.index} (leaves {node.begin}.."
+                f"{node.end - 1}) does not match the leaves",
+                index=node.begin,
+            )
+        self.count += 1
+
+    def check_exhausted(self, size: int) -> None:
+        for level, count in sorted(self._source.node_levels().items()):
+            expected = size >> level if level > 0 else 0
+            if count != expected:
+                raise LogIntegrityError(
+                    f"storage holds {count} tree nodes at level {level}; a tree of {size} "
+                    f"leaves has {expected}",
+                    index=size,
+                )
+
+
+class _CheckpointChecker:
+    """Checks each stored checkpoint when the replay reaches its size."""
+
+    def __init__(self, stored: Iterator[StoredCheckpoint], log_key: VerifierKey) -> None:
+        self._stored = stored
+        self._log_key = log_key
+        self._next = next(stored, None)
+        self.count = 0
+
+    def check_up_to(self, tree: CompactRange) -> None:
+        while self._next is not None and self._next.tree_size == tree.size:
+            self._check(self._next, tree)
+            self._next = next(self._stored, None)
+
+    def _check(self, stored: StoredCheckpoint, tree: CompactRange) -> None:
+        where = f"checkpoint for tree size {stored.tree_size}"
+        bad = max(stored.tree_size - 1, 0)
+        try:
+            signed = open_checkpoint(stored.note, self._log_key)
+        except CustodyError as exc:
+            raise LogIntegrityError(f"{where}: {exc}", index=bad) from exc
+        if signed.checkpoint.size != stored.tree_size:
+            raise LogIntegrityError(
+                f"{where}: the signed note is for size {signed.checkpoint.size}", index=bad
+            )
+        root = tree.root()
+        if signed.checkpoint.root_hash != root or stored.root_hash != root:
+            raise LogIntegrityError(f"{where}: its root is not the root of the leaves", index=bad)
+        self.count += 1
+
+    def check_exhausted(self, size: int) -> None:
+        if self._next is not None:
+            raise LogIntegrityError(
+                f"checkpoint for tree size {self._next.tree_size} is beyond the log's "
+                f"{size} leaves",
+                index=size,
+            )

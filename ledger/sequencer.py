@@ -1,0 +1,261 @@
+"""The sequencer: admits entries, orders them and commits them in batches.
+
+A batch is verified (in parallel threads: Ed25519 verification releases the
+GIL), given consecutive indices, written with its new tree nodes and one newly
+signed checkpoint in a single transaction, and acknowledged only after that
+transaction commits. The in-memory head (tree border, chain head) is loaded
+from storage and checked against the latest signed checkpoint at start-up and
+whenever another process has moved the log on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from ledger import merkle
+from ledger.admission import AdmittedEntry, Submission, admit
+from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from ledger.errors import (
+    CustodyError,
+    LogAlreadyInitialisedError,
+    MalformedError,
+    MalformedLeafError,
+    StateMismatchError,
+    VerificationError,
+)
+from ledger.leaf import ZERO_HASH, chain_hash, decode_leaf, encode_leaf
+from ledger.merkle import CompactRange, NodeId
+from ledger.note import NoteSigner, VerifierKey
+from ledger.receipts import Receipt
+from ledger.records import LogInfo, StoredCheckpoint, StoredLeaf
+from ledger.storage.log_store import LogStore
+
+Clock = Callable[[], int]
+_PARALLEL_VERIFY_MIN = 64
+
+
+def now_micros() -> int:
+    return time.time_ns() // 1_000
+
+
+AppendOutcome = Receipt | CustodyError
+
+
+@dataclass(frozen=True)
+class _Head:
+    tree: CompactRange
+    chain_head: bytes
+    checkpoint: StoredCheckpoint
+    last_time_micros: int
+
+
+def initialise_log(
+    store: LogStore, signer: NoteSigner, *, clock: Clock = now_micros
+) -> StoredCheckpoint:
+    """Create the log in an empty database with a signed checkpoint of the empty tree."""
+    with store.write() as conn:
+        if store.is_initialised():
+            raise LogAlreadyInitialisedError("this database already holds a log")
+        signed_at = clock()
+        note = sign_checkpoint(Checkpoint(signer.name, 0, merkle.EMPTY_ROOT), signer)
+        genesis = StoredCheckpoint(
+            tree_size=0, root_hash=merkle.EMPTY_ROOT, note=note, signed_micros=signed_at
+        )
+        info = LogInfo(
+            origin=signer.name,
+            verifier_key=str(signer.verifier_key()),
+            created_micros=signed_at,
+        )
+        store.create_log(conn, info, genesis)
+    return genesis
+
+
+def load_head(store: LogStore, log_key: VerifierKey, conn: Connection | None = None) -> _Head:
+    """Reload the log's head from storage and check it, trusting nothing stored blindly.
+
+    1. The latest checkpoint is signed by the log key for the log's origin.
+    2. The number of stored leaves equals that checkpoint's size, with no gaps.
+    3. The stored tree border for that size hashes to the checkpoint's root.
+    4. The last leaf's bytes hash to its stored leaf hash, it names its own
+       index, and its stored chain hash continues from its prev_chain_hash.
+    """
+    stored = store.latest_checkpoint(conn)
+    if stored is None:
+        raise StateMismatchError("the log has no signed checkpoint")
+    try:
+        signed = open_checkpoint(stored.note, log_key)
+    except (VerificationError, MalformedError) as exc:
+        raise StateMismatchError(f"latest stored checkpoint does not verify: {exc}") from exc
+    size = signed.checkpoint.size
+    if size != stored.tree_size or signed.checkpoint.root_hash != stored.root_hash:
+        raise StateMismatchError("latest checkpoint row disagrees with its signed note")
+    if store.size(conn) != size or store.leaf_count(conn) != size:
+        raise StateMismatchError(
+            f"storage holds {store.leaf_count(conn)} leaves up to index "
+            f"{store.size(conn) - 1}, but the latest checkpoint covers {size}"
+        )
+    border = merkle.range_nodes(0, size)
+    hashes = store.fetch_nodes(border, conn)
+    tree = CompactRange(size, [hashes[node] for node in border])
+    if tree.root() != signed.checkpoint.root_hash:
+        raise StateMismatchError(f"stored tree hashes do not give the checkpoint's root at {size}")
+    chain_head, last_time = ZERO_HASH, 0
+    if size:
+        last = store.leaf(size - 1, conn)
+        if merkle.leaf_hash(last.leaf_bytes) != last.leaf_hash:
+            raise StateMismatchError(f"the last leaf ({size - 1}) does not match its leaf hash")
+        try:
+            leaf = decode_leaf(last.leaf_bytes)
+        except MalformedLeafError as exc:
+            raise StateMismatchError(f"the last leaf ({size - 1}) is malformed: {exc}") from exc
+        if leaf.index != size - 1 or chain_hash(leaf.prev_chain_hash, last.leaf_hash) != (
+            last.chain_hash
+        ):
+            raise StateMismatchError(f"the last leaf ({size - 1}) is not where the chain says")
+        chain_head, last_time = last.chain_hash, leaf.integration_time_micros
+    return _Head(tree=tree, chain_head=chain_head, checkpoint=stored, last_time_micros=last_time)
+
+
+class Sequencer:
+    """Orders admitted entries into the log; one per process, thread-safe."""
+
+    def __init__(
+        self,
+        store: LogStore,
+        signer: NoteSigner,
+        *,
+        clock: Clock = now_micros,
+        verify_threads: int = 2,
+    ) -> None:
+        info = store.info()
+        if str(signer.verifier_key()) != info.verifier_key:
+            raise StateMismatchError(
+                f"the signing key ({signer.verifier_key()}) is not the log's key "
+                f"({info.verifier_key})"
+            )
+        self.store = store
+        self.signer = signer
+        self.log_key = signer.verifier_key()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=verify_threads) if verify_threads > 1 else None
+        self._threads = verify_threads
+        self._head = load_head(store, self.log_key)
+
+    @property
+    def size(self) -> int:
+        return self._head.tree.size
+
+    @property
+    def latest_checkpoint(self) -> StoredCheckpoint:
+        return self._head.checkpoint
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def append(self, submission: Submission) -> Receipt:
+        """Append one entry; raise its refusal as an error."""
+        (outcome,) = self.append_batch([submission])
+        if isinstance(outcome, CustodyError):
+            raise outcome
+        return outcome
+
+    def append_batch(self, submissions: Sequence[Submission]) -> list[AppendOutcome]:
+        """Admit, order and durably commit a batch; one outcome per submission, in order.
+
+        A refused submission gets its error and takes no index. A submission
+        whose entry digest is already logged (or repeated within the batch)
+        gets the original index, marked as a duplicate.
+        """
+        admitted = self._admit_all(submissions)
+        with self._lock:
+            return self._sequence(admitted)
+
+    # --- steps ---------------------------------------------------------------------
+
+    def _admit_all(self, submissions: Sequence[Submission]) -> list[AdmittedEntry | CustodyError]:
+        if self._pool is None or len(submissions) < _PARALLEL_VERIFY_MIN:
+            return _admit_chunk(submissions)
+        step = -(-len(submissions) // self._threads)
+        chunks = [submissions[i : i + step] for i in range(0, len(submissions), step)]
+        return [outcome for part in self._pool.map(_admit_chunk, chunks) for outcome in part]
+
+    def _sequence(self, admitted: list[AdmittedEntry | CustodyError]) -> list[AppendOutcome]:
+        entries = [e for e in admitted if isinstance(e, AdmittedEntry)]
+        with self.store.write() as conn:
+            head = self._head
+            if self.store.size(conn) != head.tree.size:
+                head = load_head(self.store, self.log_key, conn)
+            logged = self.store.indices_for_digests({e.digest for e in entries}, conn)
+            tree = head.tree.copy()
+            known: dict[NodeId, bytes] = dict(tree.nodes())
+            assigned: dict[bytes, int] = {}
+            rows: list[StoredLeaf] = []
+            created: list[tuple[NodeId, bytes]] = []
+            chain = head.chain_head
+            integrated_at = max(self._clock(), head.last_time_micros)
+            for entry in entries:
+                if entry.digest in logged or entry.digest in assigned:
+                    continue
+                index = tree.size
+                leaf_bytes = encode_leaf(
+                    index=index,
+                    integration_time_micros=integrated_at,
+                    prev_chain_hash=chain,
+                    envelope=entry.envelope,
+                    signer_keys=entry.signer_keys,
+                )
+                leaf_hash = merkle.leaf_hash(leaf_bytes)
+                chain = chain_hash(chain, leaf_hash)
+                nodes = tree.append(leaf_hash)
+                created.extend(nodes)
+                rows.append(StoredLeaf(index, entry.digest, leaf_hash, chain, leaf_bytes))
+                assigned[entry.digest] = index
+            checkpoint = head.checkpoint
+            if rows:
+                root = tree.root()
+                note = sign_checkpoint(Checkpoint(self.signer.name, tree.size, root), self.signer)
+                checkpoint = StoredCheckpoint(tree.size, root, note, integrated_at)
+                self.store.insert_leaves(conn, rows)
+                self.store.insert_nodes(conn, created)
+                self.store.insert_checkpoint(conn, checkpoint)
+        # Committed: only now does the new head become visible and receipts exist.
+        self._head = _Head(
+            tree, chain, checkpoint, integrated_at if rows else head.last_time_micros
+        )
+        known.update(created)
+        leaf_by_index = {row.index: row.leaf_bytes for row in rows}
+        answered: set[int] = set()
+        outcomes: list[AppendOutcome] = []
+        for item in admitted:
+            if isinstance(item, CustodyError):
+                outcomes.append(item)
+            elif item.digest in assigned:
+                index = assigned[item.digest]
+                proof = merkle.build_inclusion_proof(index, tree.size, lambda _ids: known)
+                leaf = leaf_by_index[index]
+                outcomes.append(Receipt(index, leaf, checkpoint.note, proof, index in answered))
+                answered.add(index)
+            else:
+                index = logged[item.digest]
+                proof = self.store.inclusion_proof(index, tree.size)
+                leaf = self.store.leaf(index).leaf_bytes
+                outcomes.append(Receipt(index, leaf, checkpoint.note, proof, duplicate=True))
+        return outcomes
+
+
+def _admit_chunk(submissions: Sequence[Submission]) -> list[AdmittedEntry | CustodyError]:
+    outcomes: list[AdmittedEntry | CustodyError] = []
+    for submission in submissions:
+        try:
+            outcomes.append(admit(submission))
+        except CustodyError as exc:
+            outcomes.append(exc)
+    return outcomes

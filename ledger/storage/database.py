@@ -1,0 +1,126 @@
+"""Engines for the two supported backends and their schema migrations.
+
+SQLite (WAL, synchronous=FULL) is the embedded default; PostgreSQL through
+psycopg 3 is the production backend. Write transactions take the log's write
+lock first: ``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory lock
+on PostgreSQL, so several processes sharing one database still produce one
+linear history.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from ledger.errors import StorageError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Arbitrary but fixed: every Custody process contends for this one key.
+SEQUENCER_LOCK_KEY = 0x637573746F6479  # "custody"
+_WRITE = "custody_write"
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def default_url(data_dir: Path) -> str:
+    return sqlite_url(data_dir / "custody.db")
+
+
+def normalise_url(url: str) -> str:
+    """Accept plain ``postgresql://`` URLs and pick the psycopg 3 driver for them."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
+
+
+def create_database_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine configured for the log; SQLite files get their directory created."""
+    try:
+        parsed = make_url(normalise_url(url))
+    except ArgumentError as exc:
+        raise StorageError(f"not a database URL: {url!r}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        engine = create_engine(parsed, **kwargs)
+        _configure_sqlite(engine)
+    elif backend == "postgresql":
+        engine = create_engine(parsed, pool_pre_ping=True, **kwargs)
+    else:
+        raise StorageError(f"unsupported database backend {backend!r}: use sqlite or postgresql")
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's begin event issue BEGIN itself, so writers can ask for IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = "IMMEDIATE" if connection.get_execution_options().get(_WRITE) else "DEFERRED"
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction holding the log's single-writer lock until it ends."""
+    with engine.connect() as base:
+        connection = base.execution_options(**{_WRITE: True})
+        with connection.begin():
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEQUENCER_LOCK_KEY}
+                )
+            yield connection
+
+
+def _alembic_config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (idempotent)."""
+    try:
+        with write_transaction(engine) as connection:
+            command.upgrade(_alembic_config(connection), "head")
+    except SQLAlchemyError as exc:
+        raise StorageError(f"database migration failed: {exc}") from exc
+
+
+def schema_is_current(engine: Engine) -> bool:
+    script = ScriptDirectory(str(MIGRATIONS))
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_heads()
+    return set(current) == set(script.get_heads())
+
+
+def database_url_from_env() -> str | None:
+    return os.environ.get("CUSTODY_DATABASE_URL")

@@ -1,0 +1,74 @@
+"""Group commit: concurrent submissions share batches and every caller gets a receipt."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+
+from ledger.admission import Submission
+from ledger.dsse import Envelope
+from ledger.errors import UnavailableError, UnsignedEntryError
+from ledger.group_commit import GroupCommitter
+from ledger.receipts import verify_receipt
+from ledger.sequencer import Sequencer
+from ledger.storage import LogStore
+from tests.support import SubmissionFactory
+
+
+def test_concurrent_submissions_are_grouped(
+    sequencer: Sequencer, store: LogStore, make_submission: SubmissionFactory
+) -> None:
+    submissions = [make_submission() for _ in range(200)]
+
+    async def run() -> list[int]:
+        committer = GroupCommitter(sequencer, max_batch=64)
+        committer.start()
+        results = await asyncio.gather(*(committer.submit(s) for s in submissions))
+        await committer.close()
+        for submission, receipt in zip(submissions, results, strict=True):
+            verify_receipt(receipt, sequencer.log_key, submission.envelope.digest())
+        return [r.index for r in results]
+
+    indices = asyncio.run(run())
+    assert sorted(indices) == list(range(200))
+    checkpoints = list(store.iter_checkpoints())
+    # Grouped: far fewer checkpoints than entries, none bigger than max_batch apart.
+    assert len(checkpoints) - 1 < 200
+    sizes = [c.tree_size for c in checkpoints]
+    assert all(b - a <= 64 for a, b in itertools.pairwise(sizes))
+
+
+def test_a_refusal_reaches_only_its_caller(
+    sequencer: Sequencer, make_submission: SubmissionFactory
+) -> None:
+    async def run() -> None:
+        committer = GroupCommitter(sequencer)
+        committer.start()
+        good = committer.submit(make_submission())
+        bad = committer.submit(Submission.of(Envelope("t/x", b"x", ()), []))
+        results = await asyncio.gather(good, bad, return_exceptions=True)
+        await committer.close()
+        assert not isinstance(results[0], BaseException)
+        assert isinstance(results[1], UnsignedEntryError)
+
+    asyncio.run(run())
+
+
+def test_close_finishes_queued_work_then_refuses(
+    sequencer: Sequencer, store: LogStore, make_submission: SubmissionFactory
+) -> None:
+    async def run() -> None:
+        committer = GroupCommitter(sequencer, max_batch=4)
+        committer.start()
+        pending = [asyncio.create_task(committer.submit(make_submission())) for _ in range(10)]
+        await asyncio.sleep(0)
+        await committer.close()
+        done = await asyncio.gather(*pending)
+        assert len(done) == 10
+        with pytest.raises(UnavailableError):
+            await committer.submit(make_submission())
+
+    asyncio.run(run())
+    assert store.size() == 10

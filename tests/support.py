@@ -1,0 +1,19 @@
+"""Helpers shared by tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ledger.admission import Submission
+from ledger.dsse import Signer
+
+TEST_ORIGIN = "test.custody.example/log"
+PAYLOAD_TYPE = "application/vnd.custody.test.v1+json"
+
+SubmissionFactory = Callable[..., Submission]
+
+
+def new_signer() -> Signer:
+    return Signer(Ed25519PrivateKey.generate())
