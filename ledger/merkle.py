@@ -390,6 +390,60 @@ def build_consistency_proof(old_size: int, new_size: int, fetch: NodeFetcher) ->
 # --- verification -----------------------------------------------------------------
 
 
+def inclusion_proofs(
+    indices: Sequence[int], tree_size: int, nodes: Mapping[NodeId, bytes]
+) -> list[InclusionProof]:
+    """Inclusion proofs of many leaves against one tree size, from hashes held in memory.
+
+    The sequencer uses this for a batch's receipts. ``nodes`` must hold each
+    leaf's hash (level 0), every perfect sibling on the paths, and the border
+    range_nodes(0, tree_size). Gives the same proofs as build_inclusion_proof,
+    but walks levels directly: the RFC 9162 tree pairs nodes left to right at
+    each level and promotes an unpaired last node, so leaf i's sibling at
+    level L is node (L, k ^ 1) for k = i >> L, except on the right edge, where
+    it is the one ragged subtree [((n >> L) << L), n) shared by every proof.
+    """
+    for index in indices:
+        if not 0 <= index < tree_size:
+            raise OutOfRangeError(f"leaf index {index} is not in a tree of size {tree_size}")
+    by_position = {(node.level, node.index): digest for node, digest in nodes.items()}
+    border = range_nodes(0, tree_size)
+    border_hashes = [by_position[(node.level, node.index)] for node in border]
+    root = fold_range(border_hashes)
+    ragged: dict[int, bytes] = {}
+    for level in range(tree_size.bit_length()):
+        start = (tree_size >> level) << level
+        if start < tree_size:
+            # Border nodes at or after `start` fold into the subtree [start, n).
+            tail = [h for node, h in zip(border, border_hashes, strict=True) if node.begin >= start]
+            ragged[level] = fold_range(tail)
+    proofs: list[InclusionProof] = []
+    for index in indices:
+        path: list[bytes] = []
+        level, k = 0, index
+        width = tree_size  # nodes at this level, counting a ragged last one
+        while width > 1:
+            sibling = k ^ 1
+            if sibling < width:  # else k is a lone last node, promoted a level
+                if sibling == width - 1 and level in ragged:
+                    path.append(ragged[level])
+                else:
+                    path.append(by_position[(level, sibling)])
+            level += 1
+            k >>= 1
+            width = (width + 1) >> 1
+        proofs.append(
+            InclusionProof(
+                index=index,
+                tree_size=tree_size,
+                leaf_hash=by_position[(0, index)],
+                root=root,
+                hashes=tuple(path),
+            )
+        )
+    return proofs
+
+
 def _check_hash(value: bytes, name: str, error: type[VerificationError]) -> None:
     if len(value) != HASH_SIZE:
         raise error(f"{name} must be {HASH_SIZE} bytes, got {len(value)}")

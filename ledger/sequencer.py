@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
 
@@ -53,6 +53,17 @@ class _Head:
     chain_head: bytes
     checkpoint: StoredCheckpoint
     last_time_micros: int
+
+
+@dataclass
+class _Batch:
+    """What one batch committed: the new head, its leaves, and the nodes for its receipts."""
+
+    head: _Head
+    logged: dict[bytes, int]
+    nodes: dict[NodeId, bytes]
+    rows: list[StoredLeaf] = field(default_factory=list)
+    assigned: dict[bytes, int] = field(default_factory=dict)
 
 
 def initialise_log(
@@ -170,9 +181,13 @@ class Sequencer:
     def append_batch(self, submissions: Sequence[Submission]) -> list[AppendOutcome]:
         """Admit, order and durably commit a batch; one outcome per submission, in order.
 
-        A refused submission gets its error and takes no index. A submission
-        whose entry digest is already logged (or repeated within the batch)
-        gets the original index, marked as a duplicate.
+        1. Admission rules on every submission, in parallel; a refused one gets
+           its error and takes no index.
+        2. Under the log's write lock, reload the head if another process moved it.
+        3. Give each new entry the next index; an entry whose digest is already
+           logged (or repeated within the batch) keeps its original index.
+        4. Write leaves, tree nodes and one signed checkpoint; commit.
+        5. Answer each submission with a receipt against that checkpoint.
         """
         admitted = self._admit_all(submissions)
         with self._lock:
@@ -188,21 +203,25 @@ class Sequencer:
         return [outcome for part in self._pool.map(_admit_chunk, chunks) for outcome in part]
 
     def _sequence(self, admitted: list[AdmittedEntry | CustodyError]) -> list[AppendOutcome]:
-        entries = [e for e in admitted if isinstance(e, AdmittedEntry)]
+        batch = self._commit([e for e in admitted if isinstance(e, AdmittedEntry)])
+        # Committed: only now does the new head become visible and receipts exist.
+        self._head = batch.head
+        return self._receipts(admitted, batch)
+
+    def _commit(self, entries: list[AdmittedEntry]) -> _Batch:
+        """Steps 2-4 of a batch, in one write transaction holding the log's lock."""
         with self.store.write() as conn:
             head = self._head
             if self.store.size(conn) != head.tree.size:
                 head = load_head(self.store, self.log_key, conn)
             logged = self.store.indices_for_digests({e.digest for e in entries}, conn)
             tree = head.tree.copy()
-            known: dict[NodeId, bytes] = dict(tree.nodes())
-            assigned: dict[bytes, int] = {}
-            rows: list[StoredLeaf] = []
-            created: list[tuple[NodeId, bytes]] = []
+            batch = _Batch(head=head, logged=logged, nodes=dict(tree.nodes()))
             chain = head.chain_head
             integrated_at = max(self._clock(), head.last_time_micros)
+            created: list[tuple[NodeId, bytes]] = []
             for entry in entries:
-                if entry.digest in logged or entry.digest in assigned:
+                if entry.digest in logged or entry.digest in batch.assigned:
                     continue
                 index = tree.size
                 leaf_bytes = encode_leaf(
@@ -214,40 +233,47 @@ class Sequencer:
                 )
                 leaf_hash = merkle.leaf_hash(leaf_bytes)
                 chain = chain_hash(chain, leaf_hash)
-                nodes = tree.append(leaf_hash)
-                created.extend(nodes)
-                rows.append(StoredLeaf(index, entry.digest, leaf_hash, chain, leaf_bytes))
-                assigned[entry.digest] = index
-            checkpoint = head.checkpoint
-            if rows:
+                created.extend(tree.append(leaf_hash))
+                batch.rows.append(StoredLeaf(index, entry.digest, leaf_hash, chain, leaf_bytes))
+                batch.assigned[entry.digest] = index
+            if batch.rows:
                 root = tree.root()
                 note = sign_checkpoint(Checkpoint(self.signer.name, tree.size, root), self.signer)
                 checkpoint = StoredCheckpoint(tree.size, root, note, integrated_at)
-                self.store.insert_leaves(conn, rows)
+                self.store.insert_leaves(conn, batch.rows)
                 self.store.insert_nodes(conn, created)
                 self.store.insert_checkpoint(conn, checkpoint)
-        # Committed: only now does the new head become visible and receipts exist.
-        self._head = _Head(
-            tree, chain, checkpoint, integrated_at if rows else head.last_time_micros
+                batch.head = _Head(tree, chain, checkpoint, integrated_at)
+                batch.nodes.update(created)
+        return batch
+
+    def _receipts(
+        self, admitted: list[AdmittedEntry | CustodyError], batch: _Batch
+    ) -> list[AppendOutcome]:
+        """Step 5: a receipt for every admitted entry, against the batch's checkpoint."""
+        head = batch.head
+        size, note = head.tree.size, head.checkpoint.note
+        leaves = {row.index: row.leaf_bytes for row in batch.rows}
+        new_indices = [row.index for row in batch.rows]
+        proofs = dict(
+            zip(new_indices, merkle.inclusion_proofs(new_indices, size, batch.nodes), strict=True)
         )
-        known.update(created)
-        leaf_by_index = {row.index: row.leaf_bytes for row in rows}
         answered: set[int] = set()
         outcomes: list[AppendOutcome] = []
         for item in admitted:
             if isinstance(item, CustodyError):
                 outcomes.append(item)
-            elif item.digest in assigned:
-                index = assigned[item.digest]
-                proof = merkle.build_inclusion_proof(index, tree.size, lambda _ids: known)
-                leaf = leaf_by_index[index]
-                outcomes.append(Receipt(index, leaf, checkpoint.note, proof, index in answered))
+            elif item.digest in batch.assigned:
+                index = batch.assigned[item.digest]
+                outcomes.append(
+                    Receipt(index, leaves[index], note, proofs[index], index in answered)
+                )
                 answered.add(index)
             else:
-                index = logged[item.digest]
-                proof = self.store.inclusion_proof(index, tree.size)
+                index = batch.logged[item.digest]
+                proof = self.store.inclusion_proof(index, size)
                 leaf = self.store.leaf(index).leaf_bytes
-                outcomes.append(Receipt(index, leaf, checkpoint.note, proof, duplicate=True))
+                outcomes.append(Receipt(index, leaf, note, proof, duplicate=True))
         return outcomes
 
 

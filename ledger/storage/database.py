@@ -27,6 +27,7 @@ from ledger.errors import StorageError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_CACHE_KIB = 64 * 1024
 # Arbitrary but fixed: every Custody process contends for this one key.
 SEQUENCER_LOCK_KEY = 0x637573746F6479  # "custody"
 _WRITE = "custody_write"
@@ -77,6 +78,8 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        # Room for the hot pages of the entry-digest index, whose inserts land at random.
+        cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

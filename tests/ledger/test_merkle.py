@@ -32,6 +32,7 @@ from ledger.merkle import (
     build_inclusion_proof,
     consistency_ranges,
     fold_range,
+    inclusion_proofs,
     inclusion_ranges,
     leaf_hash,
     node_hash,
@@ -771,3 +772,26 @@ def test_from_json_accepts_well_formed_but_unverifiable() -> None:
         {"old_size": 0, "new_size": 0, "old_root": empty_b64, "new_root": empty_b64, "hashes": []}
     )
     empty.verify()
+
+
+@settings(max_examples=200, deadline=None)
+@given(size=st.integers(min_value=1, max_value=300), data=st.data())
+def test_inclusion_proofs_in_memory_equal_the_built_ones(size: int, data: st.DataObject) -> None:
+    first = data.draw(st.integers(min_value=0, max_value=size - 1))
+    tree = CompactRange()
+    everything: dict[NodeId, bytes] = {}
+    for i in range(first):
+        everything.update(tree.append(leaf_hash(b"leaf %d" % i)))
+    # What the sequencer holds for a batch [first, size): the old border plus every new node.
+    known = dict(tree.nodes())
+    for i in range(first, size):
+        created = tree.append(leaf_hash(b"leaf %d" % i))
+        known.update(created)
+        everything.update(created)
+    indices = list(range(first, size))
+    fast = inclusion_proofs(indices, size, known)
+    for index, proof in zip(indices, fast, strict=True):
+        assert proof == build_inclusion_proof(index, size, lambda _ids: everything)
+        proof.verify()
+    with pytest.raises(OutOfRangeError):
+        inclusion_proofs([size], size, known)

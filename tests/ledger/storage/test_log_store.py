@@ -1,0 +1,107 @@
+"""Storage: migrations, engines and the guarantees the sequencer relies on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from ledger.errors import (
+    LogIntegrityError,
+    LogNotInitialisedError,
+    NotFoundError,
+    OutOfRangeError,
+    StorageError,
+)
+from ledger.merkle import NodeId
+from ledger.records import StoredLeaf
+from ledger.sequencer import Sequencer
+from ledger.storage import LogStore, create_database_engine, migrate
+from ledger.storage.database import normalise_url, schema_is_current, sqlite_url
+from tests.support import SubmissionFactory
+
+
+def test_migrations_are_idempotent(database_url: str) -> None:
+    engine = create_database_engine(database_url)
+    migrate(engine)
+    migrate(engine)
+    assert schema_is_current(engine)
+    engine.dispose()
+
+
+def test_open_without_migrating_refuses_an_old_schema(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="not current"):
+        LogStore.open(sqlite_url(tmp_path / "empty.db"), migrate=False)
+
+
+def test_sqlite_runs_in_wal_with_full_sync(tmp_path: Path) -> None:
+    engine = create_database_engine(sqlite_url(tmp_path / "x.db"))
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    engine.dispose()
+
+
+def test_urls_are_normalised_to_psycopg() -> None:
+    assert normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    with pytest.raises(StorageError, match="unsupported"):
+        create_database_engine("mysql://u@h/db")
+    with pytest.raises(StorageError, match="not a database URL"):
+        create_database_engine("::")
+
+
+def test_an_empty_database_has_no_log(store: LogStore) -> None:
+    assert not store.is_initialised()
+    with pytest.raises(LogNotInitialisedError):
+        store.info()
+
+
+def test_reads_name_what_is_missing(sequencer: Sequencer, store: LogStore) -> None:
+    with pytest.raises(NotFoundError):
+        store.leaf(0)
+    with pytest.raises(NotFoundError):
+        store.checkpoint(3)
+    with pytest.raises(OutOfRangeError):
+        store.inclusion_proof(0, 1)
+    with pytest.raises(LogIntegrityError):
+        store.fetch_nodes([NodeId(1, 0)])
+
+
+def test_an_entry_digest_is_stored_once(
+    sequencer: Sequencer, store: LogStore, make_submission: SubmissionFactory
+) -> None:
+    receipt = sequencer.append(make_submission())
+    row = store.leaf(receipt.index)
+    clash = StoredLeaf(1, row.entry_digest, row.leaf_hash, row.chain_hash, row.leaf_bytes)
+    with pytest.raises(StorageError) as caught, store.write() as connection:
+        store.insert_leaves(connection, [clash])
+    assert isinstance(caught.value.__cause__, IntegrityError)
+    assert store.size() == 1
+
+
+def test_iterators_page_through_everything(
+    sequencer: Sequencer, store: LogStore, make_submission: SubmissionFactory
+) -> None:
+    sequencer.append_batch([make_submission() for _ in range(23)])
+    assert [leaf.index for leaf in store.iter_leaves()] == list(range(23))
+    assert [node.index for node in store.iter_nodes(2, chunk=2)] == list(range(23 >> 2))
+    assert store.node_levels() == {level: 23 >> level for level in range(1, 5)}
+    chunked = [leaf.index for leaf in store.iter_leaves(begin=5)]
+    assert chunked == list(range(5, 23))
+    assert [leaf.index for leaf in store.leaves_in(3, 6)] == [3, 4, 5]
+
+
+def test_postgres_write_lock_is_an_advisory_lock(database_url: str) -> None:
+    store = LogStore.open(database_url)
+    with store.write() as connection:
+        if connection.dialect.name == "postgresql":
+            held = connection.execute(
+                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+            ).scalar_one()
+            assert held >= 1
+        else:
+            assert connection.in_transaction()
+    store.close()
