@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from clients.cli.main import main as custody
+from ledger.storage.database import sqlite_url
 
 DEMO_DIR = Path(".custody") / "demo"
 ORIGIN = "demo.custody.example/ledger"
@@ -90,7 +91,9 @@ RECORDS: tuple[tuple[str, dict[str, object]], ...] = (
 
 def run(*args: str) -> None:
     print(f"\n$ custody {shlex.join(args)}", flush=True)
-    code = custody(["--data-dir", str(DEMO_DIR), *args])
+    # The demo always runs on its own SQLite file, whatever CUSTODY_DATABASE_URL says.
+    database = sqlite_url(DEMO_DIR.resolve() / "custody.db")
+    code = custody(["--data-dir", str(DEMO_DIR), "--db", database, *args])
     sys.stdout.flush()
     if code != 0:
         raise SystemExit(f"demo step failed with exit code {code}")

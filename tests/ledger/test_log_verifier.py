@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Connection, text
 
 from ledger.checkpoint import Checkpoint, sign_checkpoint
@@ -130,3 +132,32 @@ def test_a_different_trusted_key_is_refused(filled: Sequencer, store: LogStore) 
     other = NoteSigner(TEST_ORIGIN, private_key_from_seed(b"\x08" * 32)).verifier_key()
     with pytest.raises(LogIntegrityError):
         verify_log(store, other)
+
+
+def test_a_flipped_bit_anywhere_in_any_leaf_is_found_there(
+    filled: Sequencer, store: LogStore
+) -> None:
+    leaves = {leaf.index: leaf.leaf_bytes for leaf in store.iter_leaves()}
+
+    @settings(max_examples=60, deadline=None)
+    @given(data=st.data())
+    def flip_one(data: st.DataObject) -> None:
+        index = data.draw(st.integers(min_value=0, max_value=SIZE - 1))
+        original = leaves[index]
+        position = data.draw(st.integers(min_value=0, max_value=len(original) - 1))
+        bit = data.draw(st.integers(min_value=0, max_value=7))
+        flipped = bytearray(original)
+        flipped[position] ^= 1 << bit
+        update = text("UPDATE leaves SET leaf_bytes = :b WHERE idx = :i")
+        with store.engine.begin() as connection:
+            connection.execute(update, {"b": bytes(flipped), "i": index})
+        try:
+            with pytest.raises(LogIntegrityError) as caught:
+                verify_log(store, filled.log_key)
+            assert caught.value.index == index
+        finally:
+            with store.engine.begin() as connection:
+                connection.execute(update, {"b": original, "i": index})
+
+    flip_one()
+    verify_log(store, filled.log_key)
