@@ -129,8 +129,10 @@ def open_checkpoint(
     log_ident = (log_key.name, log_key.key_id)
     if log_ident not in {(v.name, v.key_id) for v in verified}:
         raise NoteVerificationError(f"checkpoint is not signed by the log key {log_key.name}")
-    # 4. The text is a well-formed checkpoint.
+    # 4. The text is a well-formed checkpoint, with no extension lines (DESIGN 3.4).
     checkpoint = Checkpoint.from_body(note.text)
+    if checkpoint.extensions:
+        raise MalformedCheckpointError("a Custody checkpoint carries no extension lines")
     # 5. It is this log's checkpoint: the origin is the log key's name.
     if checkpoint.origin != log_key.name:
         raise NoteVerificationError(

@@ -145,6 +145,12 @@ class StateMismatchError(StorageError):
     reason = "STATE_MISMATCH"
 
 
+class ConfigurationError(CustodyError):
+    """A setting, option or local file the user supplied is unusable."""
+
+    reason = "CONFIGURATION"
+
+
 class KeyFileError(CustodyError):
     """A key file is missing, unreadable, wrongly protected or wrongly encrypted."""
 

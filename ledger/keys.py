@@ -80,6 +80,8 @@ def save_private_key(
     if not overwrite:
         try:
             _write_new(path, pem)
+            # Make the new directory entry durable too: losing a log key loses the log.
+            _fsync_dir(path.parent)
         except FileExistsError:
             raise KeyFileError(f"key file {path} already exists; refusing to overwrite") from None
         except OSError as exc:
@@ -122,7 +124,8 @@ def load_private_key(path: Path, passphrase: bytes | None = None) -> Ed25519Priv
 
 def _read_private_file(path: Path) -> bytes:
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # O_NONBLOCK: a FIFO planted at the path must not hang us before the S_ISREG check.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise KeyFileError(f"key file {path} does not exist") from None
     except OSError as exc:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ledger import merkle
-from ledger.checkpoint import open_checkpoint
+from ledger.checkpoint import Checkpoint, open_checkpoint
 from ledger.errors import CustodyError, LogIntegrityError
 from ledger.leaf import ZERO_HASH, chain_hash, decode_leaf, verify_leaf
 from ledger.merkle import CompactRange, NodeId
@@ -43,9 +43,17 @@ Progress = Callable[[int], None]
 
 
 def verify_log(
-    source: LogSource, log_key: VerifierKey, *, progress: Progress | None = None
+    source: LogSource,
+    log_key: VerifierKey,
+    *,
+    trusted: Checkpoint | None = None,
+    progress: Progress | None = None,
 ) -> LogVerification:
     """Replay the log; raise LogIntegrityError naming the first bad index.
+
+    ``trusted`` is a checkpoint the caller verified earlier (for example the
+    last one this client saw): the log must contain it, so a log rolled back
+    or rewritten behind it fails.
 
     1. The database names the trusted log key and its origin.
     2. Leaf rows run 0, 1, 2, ... with no gap.
@@ -55,7 +63,9 @@ def verify_log(
     4. Every tree node the replay completes equals the stored one, and no
        stored node is left over.
     5. Every stored checkpoint is signed by the log key, names its own size,
-       and its root is the replayed root at that size.
+       and its root is the replayed root at that size; the latest one covers
+       every leaf.
+    6. The trusted checkpoint, if any, is reached and has the replayed root.
     """
     info = source.info()
     if info.verifier_key != str(log_key) or info.origin != log_key.name:
@@ -67,40 +77,24 @@ def verify_log(
     tree = CompactRange()
     chain = ZERO_HASH
     checkpoints.check_up_to(tree)
+    _check_trusted(trusted, tree)
     for row in source.iter_leaves():
-        position = tree.size
-        if row.index != position:
-            raise LogIntegrityError(
-                f"leaf {position} is missing: the next stored leaf is {row.index}", index=position
-            )
-        if merkle.leaf_hash(row.leaf_bytes) != row.leaf_hash:
-            raise LogIntegrityError(
-                f"leaf {position}: its bytes do not hash to its stored leaf hash", index=position
-            )
-        try:
-            leaf = decode_leaf(row.leaf_bytes)
-            verify_leaf(leaf, expected_index=position, prev_chain_hash=chain)
-        except LogIntegrityError:
-            raise
-        except CustodyError as exc:
-            raise LogIntegrityError(f"leaf {position}: {exc}", index=position) from exc
-        chain = chain_hash(chain, row.leaf_hash)
-        if row.chain_hash != chain:
-            raise LogIntegrityError(
-                f"leaf {position}: stored chain hash is not the chain's", index=position
-            )
-        if row.entry_digest != leaf.envelope.digest():
-            raise LogIntegrityError(
-                f"leaf {position}: stored entry digest is not its envelope's", index=position
-            )
+        chain = _check_leaf(row, tree.size, chain)
         for node, digest in tree.append(row.leaf_hash):
             if node.level > 0:
                 nodes.check(node, digest)
         checkpoints.check_up_to(tree)
+        _check_trusted(trusted, tree)
         if progress is not None and tree.size % 10_000 == 0:
             progress(tree.size)
     nodes.check_exhausted(tree.size)
     checkpoints.check_exhausted(tree.size)
+    if trusted is not None and trusted.size > tree.size:
+        raise LogIntegrityError(
+            f"the log holds {tree.size} leaves but a trusted checkpoint has {trusted.size}: "
+            "it was truncated or rolled back",
+            index=tree.size,
+        )
     if progress is not None:
         progress(tree.size)
     return LogVerification(
@@ -110,6 +104,44 @@ def verify_log(
         checkpoints=checkpoints.count,
         tree_nodes=nodes.count,
     )
+
+
+def _check_leaf(row: StoredLeaf, position: int, chain: bytes) -> bytes:
+    """Steps 2 and 3 for one leaf row; returns the chain hash after it."""
+    if row.index != position:
+        raise LogIntegrityError(
+            f"leaf {position} is missing: the next stored leaf is {row.index}", index=position
+        )
+    if merkle.leaf_hash(row.leaf_bytes) != row.leaf_hash:
+        raise LogIntegrityError(
+            f"leaf {position}: its bytes do not hash to its stored leaf hash", index=position
+        )
+    try:
+        leaf = decode_leaf(row.leaf_bytes)
+        verify_leaf(leaf, expected_index=position, prev_chain_hash=chain)
+    except LogIntegrityError:
+        raise
+    except CustodyError as exc:
+        raise LogIntegrityError(f"leaf {position}: {exc}", index=position) from exc
+    chain = chain_hash(chain, row.leaf_hash)
+    if row.chain_hash != chain:
+        raise LogIntegrityError(
+            f"leaf {position}: stored chain hash is not the chain's", index=position
+        )
+    if row.entry_digest != leaf.envelope.digest():
+        raise LogIntegrityError(
+            f"leaf {position}: stored entry digest is not its envelope's", index=position
+        )
+    return chain
+
+
+def _check_trusted(trusted: Checkpoint | None, tree: CompactRange) -> None:
+    if trusted is not None and trusted.size == tree.size and trusted.root_hash != tree.root():
+        raise LogIntegrityError(
+            f"the log's root at size {tree.size} is not the trusted checkpoint's: "
+            "history was rewritten",
+            index=max(tree.size - 1, 0),
+        )
 
 
 class _NodeChecker:
@@ -158,6 +190,7 @@ class _CheckpointChecker:
         self._log_key = log_key
         self._next = next(stored, None)
         self.count = 0
+        self.latest = -1
 
     def check_up_to(self, tree: CompactRange) -> None:
         while self._next is not None and self._next.tree_size == tree.size:
@@ -179,6 +212,7 @@ class _CheckpointChecker:
         if signed.checkpoint.root_hash != root or stored.root_hash != root:
             raise LogIntegrityError(f"{where}: its root is not the root of the leaves", index=bad)
         self.count += 1
+        self.latest = stored.tree_size
 
     def check_exhausted(self, size: int) -> None:
         if self._next is not None:
@@ -186,4 +220,10 @@ class _CheckpointChecker:
                 f"checkpoint for tree size {self._next.tree_size} is beyond the log's "
                 f"{size} leaves",
                 index=size,
+            )
+        if self.latest != size:
+            first = max(self.latest, 0)
+            raise LogIntegrityError(
+                f"leaves from index {first} on are covered by no signed checkpoint",
+                index=first,
             )

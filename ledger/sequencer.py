@@ -23,14 +23,16 @@ from ledger.admission import AdmittedEntry, Submission, admit
 from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from ledger.errors import (
     CustodyError,
+    InclusionProofError,
     LogAlreadyInitialisedError,
+    LogIntegrityError,
     MalformedError,
     MalformedLeafError,
     StateMismatchError,
     VerificationError,
 )
 from ledger.leaf import ZERO_HASH, chain_hash, decode_leaf, encode_leaf
-from ledger.merkle import CompactRange, NodeId
+from ledger.merkle import CompactRange, InclusionProof, NodeId
 from ledger.note import NoteSigner, VerifierKey
 from ledger.receipts import Receipt
 from ledger.records import LogInfo, StoredCheckpoint, StoredLeaf
@@ -64,6 +66,7 @@ class _Batch:
     nodes: dict[NodeId, bytes]
     rows: list[StoredLeaf] = field(default_factory=list)
     assigned: dict[bytes, int] = field(default_factory=dict)
+    earlier: dict[int, tuple[bytes, InclusionProof]] = field(default_factory=dict)
 
 
 def initialise_log(
@@ -87,14 +90,21 @@ def initialise_log(
     return genesis
 
 
-def load_head(store: LogStore, log_key: VerifierKey, conn: Connection | None = None) -> _Head:
+def load_head(
+    store: LogStore, log_key: VerifierKey, conn: Connection, *, count_leaves: bool = True
+) -> _Head:
     """Reload the log's head from storage and check it, trusting nothing stored blindly.
 
+    Run inside one transaction (``conn``) so that every read sees the same state.
+
     1. The latest checkpoint is signed by the log key for the log's origin.
-    2. The number of stored leaves equals that checkpoint's size, with no gaps.
+    2. The highest leaf index is that checkpoint's size minus one; at start-up
+       (``count_leaves``) the number of leaves must match too: no gaps.
     3. The stored tree border for that size hashes to the checkpoint's root.
-    4. The last leaf's bytes hash to its stored leaf hash, it names its own
-       index, and its stored chain hash continues from its prev_chain_hash.
+    4. The last leaf's bytes hash to its stored leaf hash, and an inclusion
+       proof from stored nodes ties that hash to the signed root.
+    5. The last leaf names its own index, its prev_chain_hash is the stored
+       chain hash of the leaf before it, and its stored chain hash follows.
     """
     stored = store.latest_checkpoint(conn)
     if stored is None:
@@ -103,34 +113,40 @@ def load_head(store: LogStore, log_key: VerifierKey, conn: Connection | None = N
         signed = open_checkpoint(stored.note, log_key)
     except (VerificationError, MalformedError) as exc:
         raise StateMismatchError(f"latest stored checkpoint does not verify: {exc}") from exc
-    size = signed.checkpoint.size
-    if size != stored.tree_size or signed.checkpoint.root_hash != stored.root_hash:
+    size, root = signed.checkpoint.size, signed.checkpoint.root_hash
+    if size != stored.tree_size or root != stored.root_hash:
         raise StateMismatchError("latest checkpoint row disagrees with its signed note")
-    if store.size(conn) != size or store.leaf_count(conn) != size:
+    stored_size = store.size(conn)
+    count = store.leaf_count(conn) if count_leaves else stored_size
+    if stored_size != size or count != size:
         raise StateMismatchError(
-            f"storage holds {store.leaf_count(conn)} leaves up to index "
-            f"{store.size(conn) - 1}, but the latest checkpoint covers {size}"
+            f"storage holds {count} leaves up to index {stored_size - 1}, "
+            f"but the latest checkpoint covers {size}"
         )
-    border = merkle.range_nodes(0, size)
-    hashes = store.fetch_nodes(border, conn)
-    tree = CompactRange(size, [hashes[node] for node in border])
-    if tree.root() != signed.checkpoint.root_hash:
-        raise StateMismatchError(f"stored tree hashes do not give the checkpoint's root at {size}")
-    chain_head, last_time = ZERO_HASH, 0
-    if size:
+    try:
+        border = merkle.range_nodes(0, size)
+        hashes = store.fetch_nodes(border, conn)
+        tree = CompactRange(size, [hashes[node] for node in border])
+        if tree.root() != root:
+            raise StateMismatchError(f"stored tree hashes do not give the signed root at {size}")
+        if not size:
+            return _Head(tree, ZERO_HASH, stored, 0)
         last = store.leaf(size - 1, conn)
         if merkle.leaf_hash(last.leaf_bytes) != last.leaf_hash:
             raise StateMismatchError(f"the last leaf ({size - 1}) does not match its leaf hash")
-        try:
-            leaf = decode_leaf(last.leaf_bytes)
-        except MalformedLeafError as exc:
-            raise StateMismatchError(f"the last leaf ({size - 1}) is malformed: {exc}") from exc
-        if leaf.index != size - 1 or chain_hash(leaf.prev_chain_hash, last.leaf_hash) != (
-            last.chain_hash
-        ):
-            raise StateMismatchError(f"the last leaf ({size - 1}) is not where the chain says")
-        chain_head, last_time = last.chain_hash, leaf.integration_time_micros
-    return _Head(tree=tree, chain_head=chain_head, checkpoint=stored, last_time_micros=last_time)
+        proof = store.inclusion_proof(size - 1, size, conn)
+        merkle.verify_inclusion(last.leaf_hash, size - 1, size, proof.hashes, root)
+        leaf = decode_leaf(last.leaf_bytes)
+        before = store.leaf(size - 2, conn).chain_hash if size > 1 else ZERO_HASH
+    except (LogIntegrityError, MalformedLeafError, InclusionProofError) as exc:
+        raise StateMismatchError(f"the stored head of the log does not check out: {exc}") from exc
+    if (
+        leaf.index != size - 1
+        or leaf.prev_chain_hash != before
+        or chain_hash(before, last.leaf_hash) != last.chain_hash
+    ):
+        raise StateMismatchError(f"the last leaf ({size - 1}) is not where the chain says")
+    return _Head(tree, last.chain_hash, stored, leaf.integration_time_micros)
 
 
 class Sequencer:
@@ -157,7 +173,8 @@ class Sequencer:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=verify_threads) if verify_threads > 1 else None
         self._threads = verify_threads
-        self._head = load_head(store, self.log_key)
+        with store.snapshot() as conn:
+            self._head = load_head(store, self.log_key, conn)
 
     @property
     def size(self) -> int:
@@ -213,7 +230,8 @@ class Sequencer:
         with self.store.write() as conn:
             head = self._head
             if self.store.size(conn) != head.tree.size:
-                head = load_head(self.store, self.log_key, conn)
+                # Another process appended; a full leaf count at every batch would cost O(n).
+                head = load_head(self.store, self.log_key, conn, count_leaves=False)
             logged = self.store.indices_for_digests({e.digest for e in entries}, conn)
             tree = head.tree.copy()
             batch = _Batch(head=head, logged=logged, nodes=dict(tree.nodes()))
@@ -245,6 +263,13 @@ class Sequencer:
                 self.store.insert_checkpoint(conn, checkpoint)
                 batch.head = _Head(tree, chain, checkpoint, integrated_at)
                 batch.nodes.update(created)
+            # Receipts for entries logged before this batch, read before the commit so
+            # that nothing after it can fail.
+            for index in sorted(set(logged.values())):
+                batch.earlier[index] = (
+                    self.store.leaf(index, conn).leaf_bytes,
+                    self.store.inclusion_proof(index, batch.head.tree.size, conn),
+                )
         return batch
 
     def _receipts(
@@ -271,8 +296,7 @@ class Sequencer:
                 answered.add(index)
             else:
                 index = batch.logged[item.digest]
-                proof = self.store.inclusion_proof(index, size)
-                leaf = self.store.leaf(index).leaf_bytes
+                leaf, proof = batch.earlier[index]
                 outcomes.append(Receipt(index, leaf, note, proof, duplicate=True))
         return outcomes
 

@@ -8,12 +8,13 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger.errors import KeyFileError, LogNotInitialisedError
+from ledger.errors import ConfigurationError, KeyFileError, LogNotInitialisedError
 from ledger.keys import load_private_key
 from ledger.note import NoteSigner, VerifierKey
 from ledger.storage import LogStore, default_url
 
 LOG_KEY_FILE = "log-key.pem"
+VKEY_FILE = "log.vkey"
 KEY_PASSPHRASE_ENV = "CUSTODY_KEY_PASSPHRASE"  # noqa: S105 (a variable name)
 LOG_KEY_PASSPHRASE_ENV = "CUSTODY_LOG_KEY_PASSPHRASE"  # noqa: S105
 
@@ -51,9 +52,10 @@ class CliContext:
     def log_key_path(self) -> Path:
         return self.data_dir / LOG_KEY_FILE
 
-    def store(self) -> LogStore:
+    def store(self, *, migrate: bool = False) -> LogStore:
+        """The store; only ``init`` and ``db upgrade`` may change the schema."""
         if self._store is None:
-            self._store = LogStore.open(self.url)
+            self._store = LogStore.open(self.url, migrate=migrate)
         return self._store
 
     def log_store(self) -> LogStore:
@@ -82,14 +84,30 @@ class CliContext:
         info = self.store().info()
         return NoteSigner(info.origin, key)
 
+    @property
+    def vkey_path(self) -> Path:
+        return self.data_dir / VKEY_FILE
+
     def trusted_log_key(self, vkey: str | None) -> VerifierKey:
-        """The key to check the log against: given explicitly, else from the local log key."""
+        """The key to check the log against: given (text or file), else the one `init` saved."""
         if vkey is not None:
-            text = Path(vkey).read_text().strip() if Path(vkey).is_file() else vkey
-            return VerifierKey.parse(text)
+            return VerifierKey.parse(read_text_file(Path(vkey)) if Path(vkey).is_file() else vkey)
+        if self.vkey_path.exists():
+            return VerifierKey.parse(read_text_file(self.vkey_path))
         if not self.log_key_path.exists():
             raise LogNotInitialisedError(
-                f"no log key at {self.log_key_path}: pass the log's verifier key with --vkey"
+                f"no verifier key at {self.vkey_path}: pass the log's verifier key with --vkey"
             )
         key = load_key(self.log_key_path, LOG_KEY_PASSPHRASE_ENV)
         return NoteSigner(self.store().info().origin, key).verifier_key()
+
+    def trusted_checkpoint_path(self, origin: str) -> Path:
+        """Where this client keeps the newest checkpoint it verified for ``origin``."""
+        return self.data_dir / "verified" / (origin.replace("/", "_") + ".checkpoint")
+
+
+def read_text_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc}") from exc

@@ -16,8 +16,16 @@ from clients.cli.context import (
 )
 from clients.cli.render import b64, entry_json, micros_to_iso, to_json
 from ledger.admission import Submission
+from ledger.checkpoint import open_checkpoint
 from ledger.dsse import Signer, sign_envelope
-from ledger.errors import KeyFileError, LogAlreadyInitialisedError, OutOfRangeError
+from ledger.errors import (
+    KeyFileError,
+    LogAlreadyInitialisedError,
+    LogIntegrityError,
+    NotFoundError,
+    OutOfRangeError,
+    VerificationError,
+)
 from ledger.keys import generate_private_key, save_private_key
 from ledger.leaf import decode_leaf
 from ledger.log_verifier import verify_log
@@ -26,6 +34,7 @@ from ledger.note import NoteSigner, check_key_name
 from ledger.receipts import verify_receipt
 from ledger.sequencer import Sequencer, initialise_log
 from ledger.storage import migrate
+from ledger.storage.log_store import MAX_INDEX, LogView
 
 pass_cli = click.make_pass_decorator(CliContext)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -47,10 +56,11 @@ def init(state: CliContext, origin: str, log_key: Path | None, reuse_key: bool) 
     """Create the log and its signing key; print the log's verifier key."""
     check_key_name(origin)
     path = log_key or state.log_key_path
-    store = state.store()
+    store = state.store(migrate=True)
     if store.is_initialised():
         raise LogAlreadyInitialisedError(f"{state.url} already holds a log")
-    if path.exists():
+    created_key = not path.exists()
+    if not created_key:
         if not reuse_key:
             raise KeyFileError(f"{path} exists: pass --reuse-key to use it, or another --log-key")
         key = load_key(path, LOG_KEY_PASSPHRASE_ENV)
@@ -58,10 +68,18 @@ def init(state: CliContext, origin: str, log_key: Path | None, reuse_key: bool) 
         key = generate_private_key()
         save_private_key(key, path, passphrase_from_env(LOG_KEY_PASSPHRASE_ENV))
     signer = NoteSigner(origin, key)
-    initialise_log(store, signer)
+    try:
+        initialise_log(store, signer)
+    except BaseException:
+        if created_key:  # no log was created with it: leave nothing behind
+            path.unlink(missing_ok=True)
+        raise
+    vkey = str(signer.verifier_key())
+    state.vkey_path.parent.mkdir(parents=True, exist_ok=True)
+    state.vkey_path.write_text(vkey + "\n")
     click.echo(f"created log {origin} in {state.url}", err=True)
-    click.echo(f"log signing key: {path}", err=True)
-    click.echo(str(signer.verifier_key()))
+    click.echo(f"log signing key: {path}; verifier key saved in {state.vkey_path}", err=True)
+    click.echo(vkey)
 
 
 @click.group("db")
@@ -73,7 +91,7 @@ def db() -> None:
 @pass_cli
 def db_upgrade(state: CliContext) -> None:
     """Apply schema migrations up to the newest revision."""
-    migrate(state.store().engine)
+    migrate(state.store(migrate=True).engine)
     click.echo("schema is current")
 
 
@@ -158,7 +176,7 @@ def vkey(state: CliContext) -> None:
 
 
 @log.command("entry")
-@click.argument("index", type=click.IntRange(min=0))
+@click.argument("index", type=click.IntRange(min=0, max=MAX_INDEX))
 @json_option
 @pass_cli
 def entry(state: CliContext, index: int, as_json: bool) -> None:
@@ -186,31 +204,72 @@ def prove() -> None:
 
 
 @prove.command("inclusion")
-@click.argument("index", type=click.IntRange(min=0))
+@click.argument("index", type=click.IntRange(min=0, max=MAX_INDEX))
 @click.option(
-    "--size", type=click.IntRange(min=1), default=None, help="Tree size (default: latest)."
+    "--size",
+    type=click.IntRange(min=1, max=MAX_INDEX),
+    default=None,
+    help="Tree size (default: latest).",
 )
 @json_option
 @pass_cli
 def prove_inclusion(state: CliContext, index: int, size: int | None, as_json: bool) -> None:
     """Prove that leaf INDEX is in the tree of the given size."""
     store = state.log_store()
-    proof = store.inclusion_proof(index, size if size is not None else store.size())
-    proof.verify()
+    tree_size = size if size is not None else _latest_size(state)
+    proof = store.inclusion_proof(index, tree_size)
+    _self_check(proof)
+    _check_signed_root(state, tree_size, proof.root)
     _print_proof(proof, as_json)
 
 
 @prove.command("consistency")
-@click.argument("old", type=click.IntRange(min=0))
-@click.argument("new", type=click.IntRange(min=0), required=False)
+@click.argument("old", type=click.IntRange(min=0, max=MAX_INDEX))
+@click.argument("new", type=click.IntRange(min=0, max=MAX_INDEX), required=False)
 @json_option
 @pass_cli
 def prove_consistency(state: CliContext, old: int, new: int | None, as_json: bool) -> None:
     """Prove that the tree of size OLD is a prefix of the tree of size NEW (default: latest)."""
     store = state.log_store()
-    proof = store.consistency_proof(old, new if new is not None else store.size())
-    proof.verify()
+    proof = store.consistency_proof(old, new if new is not None else _latest_size(state))
+    _self_check(proof)
+    _check_signed_root(state, proof.old_size, proof.old_root)
+    _check_signed_root(state, proof.new_size, proof.new_root)
     _print_proof(proof, as_json)
+
+
+def _self_check(proof: InclusionProof | ConsistencyProof) -> None:
+    """A proof built from our own storage that fails to verify means the storage is damaged."""
+    try:
+        proof.verify()
+    except VerificationError as exc:
+        raise LogIntegrityError(f"storage produced a proof that does not verify: {exc}") from exc
+
+
+def _latest_size(state: CliContext) -> int:
+    latest = state.log_store().latest_checkpoint()
+    if latest is None:
+        raise OutOfRangeError("the log has no checkpoint")
+    return latest.tree_size
+
+
+def _check_signed_root(state: CliContext, tree_size: int, root: bytes) -> None:
+    """A proof's root must be the signed one where a checkpoint was signed at that size."""
+    try:
+        stored = state.log_store().checkpoint(tree_size)
+    except NotFoundError:
+        click.echo(
+            f"note: no checkpoint was signed at tree size {tree_size}; "
+            "that root is computed from storage, not signed",
+            err=True,
+        )
+        return
+    signed = open_checkpoint(stored.note, state.log_verifier_key())
+    if signed.checkpoint.root_hash != root:
+        raise LogIntegrityError(
+            f"stored tree hashes disagree with the checkpoint signed at size {tree_size}",
+            index=max(tree_size - 1, 0),
+        )
 
 
 def _print_proof(proof: InclusionProof | ConsistencyProof, as_json: bool) -> None:
@@ -233,13 +292,35 @@ def _print_proof(proof: InclusionProof | ConsistencyProof, as_json: bool) -> Non
     default=None,
     help="Trusted verifier key of the log, or a file holding it (default: from the local log key).",
 )
+@click.option(
+    "--checkpoint",
+    "checkpoint_file",
+    type=click.File("rb"),
+    default=None,
+    help="A checkpoint trusted earlier; the log must contain it "
+    "(default: the newest one this data directory verified).",
+)
 @pass_cli
-def verify(state: CliContext, vkey: str | None) -> None:
+def verify(state: CliContext, vkey: str | None, checkpoint_file: BinaryIO | None) -> None:
     """Replay the whole log: signatures, chain, tree nodes and checkpoints."""
     log_key = state.trusted_log_key(vkey)
-    result = verify_log(state.log_store(), log_key)
+    state_file = state.trusted_checkpoint_path(log_key.name)
+    trusted_note = checkpoint_file.read() if checkpoint_file else None
+    if trusted_note is None and state_file.exists():
+        trusted_note = state_file.read_bytes()
+    trusted = open_checkpoint(trusted_note, log_key).checkpoint if trusted_note else None
+    store = state.log_store()
+    with store.snapshot() as conn:
+        result = verify_log(LogView(store, conn), log_key, trusted=trusted)
+        latest = store.latest_checkpoint(conn)
+    if latest is not None and (trusted is None or latest.tree_size >= trusted.size):
+        # Remember the newest verified head: a later rollback behind it will fail.
+        state_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        state_file.write_bytes(latest.note)
     click.echo(
         f"log {result.origin} verified: {result.tree_size} leaves, "
         f"{result.tree_nodes} tree nodes, {result.checkpoints} checkpoints"
     )
+    if trusted is not None:
+        click.echo(f"consistent with the trusted checkpoint of size {trusted.size}")
     click.echo(f"root {b64(result.root_hash)}")

@@ -118,11 +118,20 @@ def migrate(engine: Engine) -> None:
         raise StorageError(f"database migration failed: {exc}") from exc
 
 
-def schema_is_current(engine: Engine) -> bool:
+def schema_revisions(engine: Engine) -> tuple[set[str], set[str]]:
+    """The database's schema revisions and the code's, as Alembic names them."""
     script = ScriptDirectory(str(MIGRATIONS))
-    with engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_heads()
-    return set(current) == set(script.get_heads())
+    try:
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_heads()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read the schema revision: {exc}") from exc
+    return set(current), set(script.get_heads())
+
+
+def schema_is_current(engine: Engine) -> bool:
+    current, wanted = schema_revisions(engine)
+    return current == wanted
 
 
 def database_url_from_env() -> str | None:

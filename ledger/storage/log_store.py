@@ -28,6 +28,7 @@ from ledger.storage import database
 from ledger.storage.schema import NODE_LEVEL_SHIFT, checkpoints, leaves, log_meta, tree_nodes
 
 READ_CHUNK = 5_000
+MAX_INDEX = (1 << 63) - 1
 _LOG_META_ID = 1
 
 
@@ -39,11 +40,21 @@ class LogStore:
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> LogStore:
+        """Open the log's database; migrate its schema only when asked to."""
         engine = database.create_database_engine(url)
         if migrate:
             database.migrate(engine)
-        elif not database.schema_is_current(engine):
-            raise StorageError("database schema is not current: run `custody db upgrade`")
+            return cls(engine)
+        current, wanted = database.schema_revisions(engine)
+        if not current:
+            engine.dispose()
+            raise LogNotInitialisedError("no log in this database: run `custody init` first")
+        if current != wanted:
+            engine.dispose()
+            raise StorageError(
+                f"database schema is at {sorted(current)}, this version needs {sorted(wanted)}: "
+                "run `custody db upgrade`"
+            )
         return cls(engine)
 
     def close(self) -> None:
@@ -61,6 +72,25 @@ class LogStore:
         try:
             with self.engine.connect() as fresh:
                 yield fresh
+        except SQLAlchemyError as exc:
+            raise StorageError(f"database read failed: {exc}") from exc
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read transaction that sees one consistent state of the log throughout.
+
+        SQLite in WAL mode pins a snapshot at the first read of a transaction;
+        PostgreSQL needs REPEATABLE READ for the same.
+        """
+        try:
+            with self.engine.connect() as base:
+                conn = (
+                    base.execution_options(isolation_level="REPEATABLE READ")
+                    if base.dialect.name == "postgresql"
+                    else base
+                )
+                with conn.begin():
+                    yield conn
         except SQLAlchemyError as exc:
             raise StorageError(f"database read failed: {exc}") from exc
 
@@ -114,6 +144,8 @@ class LogStore:
             return int(c.execute(select(func.count()).select_from(leaves)).scalar_one())
 
     def leaf(self, index: int, conn: Connection | None = None) -> StoredLeaf:
+        if not 0 <= index <= MAX_INDEX:
+            raise NotFoundError(f"no leaf at index {index}")
         with self._read(conn) as c:
             row = c.execute(select(leaves).where(leaves.c.idx == index)).first()
         if row is None:
@@ -130,11 +162,13 @@ class LogStore:
             )
             return [_leaf(row) for row in rows]
 
-    def iter_leaves(self, begin: int = 0, chunk: int = READ_CHUNK) -> Iterator[StoredLeaf]:
+    def iter_leaves(
+        self, begin: int = 0, chunk: int = READ_CHUNK, conn: Connection | None = None
+    ) -> Iterator[StoredLeaf]:
         """Every stored leaf from ``begin`` on, in index order, a chunk per query."""
         after = begin - 1
         while True:
-            with self._read(None) as c:
+            with self._read(conn) as c:
                 rows = c.execute(
                     select(leaves).where(leaves.c.idx > after).order_by(leaves.c.idx).limit(chunk)
                 ).all()
@@ -198,14 +232,21 @@ class LogStore:
                 rows = c.execute(
                     select(leaves.c.idx, leaves.c.leaf_hash).where(leaves.c.idx.in_(leaf_ids))
                 )
-                found.update({NodeId(0, int(r.idx)): bytes(r.leaf_hash) for r in rows})
+                found.update(
+                    {
+                        NodeId(0, int(r.idx)): _blob(r.leaf_hash, f"leaf {r.idx} hash", int(r.idx))
+                        for r in rows
+                    }
+                )
             if inner:
                 rows = c.execute(
                     select(tree_nodes.c.node_key, tree_nodes.c.hash).where(
                         tree_nodes.c.node_key.in_(inner)
                     )
                 )
-                found.update({node_of(int(r.node_key)): bytes(r.hash) for r in rows})
+                found.update(
+                    {node_of(int(r.node_key)): _blob(r.hash, "tree node hash") for r in rows}
+                )
         missing = [n for n in ids if n not in found]
         if missing:
             first = min(missing, key=lambda n: (n.begin, n.level))
@@ -215,12 +256,14 @@ class LogStore:
             )
         return found
 
-    def iter_nodes(self, level: int, chunk: int = READ_CHUNK) -> Iterator[StoredNode]:
+    def iter_nodes(
+        self, level: int, chunk: int = READ_CHUNK, conn: Connection | None = None
+    ) -> Iterator[StoredNode]:
         """Stored nodes of one level (>= 1), in index order."""
         after = node_key(NodeId(level, 0)) - 1
         last = node_key(NodeId(level + 1, 0))
         while True:
-            with self._read(None) as c:
+            with self._read(conn) as c:
                 rows = c.execute(
                     select(tree_nodes)
                     .where(tree_nodes.c.node_key > after, tree_nodes.c.node_key < last)
@@ -231,15 +274,16 @@ class LogStore:
                 return
             for row in rows:
                 node = node_of(int(row.node_key))
-                yield StoredNode(level=node.level, index=node.index, hash=bytes(row.hash))
+                digest = _blob(row.hash, f"tree node level {node.level} index {node.index}")
+                yield StoredNode(level=node.level, index=node.index, hash=digest)
             after = rows[-1].node_key
 
-    def node_levels(self) -> dict[int, int]:
+    def node_levels(self, conn: Connection | None = None) -> dict[int, int]:
         """How many nodes each stored level holds."""
         # A literal shift: PostgreSQL has bigint >> integer but no bigint >> bigint.
         shift = literal_column(str(NODE_LEVEL_SHIFT), Integer)
         level = tree_nodes.c.node_key.op(">>")(shift).label("level")
-        with self._read(None) as c:
+        with self._read(conn) as c:
             rows = c.execute(select(level, func.count()).group_by(level)).all()
         return {int(row[0]): int(row[1]) for row in rows}
 
@@ -264,7 +308,7 @@ class LogStore:
 
     def _check_size(self, tree_size: int, conn: Connection | None) -> None:
         current = self.size(conn)
-        if tree_size > current:
+        if not 0 <= tree_size <= current:
             raise OutOfRangeError(f"tree size {tree_size} is beyond the log's size {current}")
 
     # --- checkpoints ----------------------------------------------------------------
@@ -287,16 +331,20 @@ class LogStore:
         return None if row is None else _checkpoint(row)
 
     def checkpoint(self, tree_size: int, conn: Connection | None = None) -> StoredCheckpoint:
+        if not 0 <= tree_size <= MAX_INDEX:
+            raise NotFoundError(f"no checkpoint was signed at tree size {tree_size}")
         with self._read(conn) as c:
             row = c.execute(select(checkpoints).where(checkpoints.c.tree_size == tree_size)).first()
         if row is None:
             raise NotFoundError(f"no checkpoint was signed at tree size {tree_size}")
         return _checkpoint(row)
 
-    def iter_checkpoints(self, chunk: int = READ_CHUNK) -> Iterator[StoredCheckpoint]:
+    def iter_checkpoints(
+        self, chunk: int = READ_CHUNK, conn: Connection | None = None
+    ) -> Iterator[StoredCheckpoint]:
         after = -1
         while True:
-            with self._read(None) as c:
+            with self._read(conn) as c:
                 rows = c.execute(
                     select(checkpoints)
                     .where(checkpoints.c.tree_size > after)
@@ -319,21 +367,54 @@ def node_of(key: int) -> NodeId:
     return NodeId(key >> NODE_LEVEL_SHIFT, key & ((1 << NODE_LEVEL_SHIFT) - 1))
 
 
+class LogView:
+    """A LogStore's reads bound to one connection, e.g. a snapshot (a ``LogSource``)."""
+
+    def __init__(self, store: LogStore, conn: Connection) -> None:
+        self._store, self._conn = store, conn
+
+    def info(self) -> LogInfo:
+        return self._store.info(self._conn)
+
+    def iter_leaves(self) -> Iterator[StoredLeaf]:
+        return self._store.iter_leaves(conn=self._conn)
+
+    def iter_nodes(self, level: int) -> Iterator[StoredNode]:
+        return self._store.iter_nodes(level, conn=self._conn)
+
+    def node_levels(self) -> dict[int, int]:
+        return self._store.node_levels(self._conn)
+
+    def iter_checkpoints(self) -> Iterator[StoredCheckpoint]:
+        return self._store.iter_checkpoints(conn=self._conn)
+
+
+def _blob(value: object, what: str, index: int | None = None) -> bytes:
+    """A binary column's value; anything else means the row was tampered with."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    raise LogIntegrityError(f"{what} is stored as {type(value).__name__}, not bytes", index=index)
+
+
 def _leaf(row: Row[Any]) -> StoredLeaf:
+    index = int(row.idx)
+    where = f"leaf {index}"
     return StoredLeaf(
-        index=int(row.idx),
-        entry_digest=bytes(row.entry_digest),
-        leaf_hash=bytes(row.leaf_hash),
-        chain_hash=bytes(row.chain_hash),
-        leaf_bytes=bytes(row.leaf_bytes),
+        index=index,
+        entry_digest=_blob(row.entry_digest, f"{where} entry digest", index),
+        leaf_hash=_blob(row.leaf_hash, f"{where} leaf hash", index),
+        chain_hash=_blob(row.chain_hash, f"{where} chain hash", index),
+        leaf_bytes=_blob(row.leaf_bytes, f"{where} bytes", index),
     )
 
 
 def _checkpoint(row: Row[Any]) -> StoredCheckpoint:
+    size = int(row.tree_size)
+    where = f"checkpoint for tree size {size}"
     return StoredCheckpoint(
-        tree_size=int(row.tree_size),
-        root_hash=bytes(row.root_hash),
-        note=bytes(row.note),
+        tree_size=size,
+        root_hash=_blob(row.root_hash, f"{where} root", max(size - 1, 0)),
+        note=_blob(row.note, f"{where} note", max(size - 1, 0)),
         signed_micros=int(row.signed_micros),
     )
 

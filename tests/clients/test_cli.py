@@ -151,6 +151,34 @@ def test_encrypted_partner_key(cli: Cli, tmp_path: Path, monkeypatch: pytest.Mon
     assert "KEY_FILE" in cli.last_err
 
 
+def test_verify_remembers_the_head_and_refuses_a_rollback(populated: Cli, tmp_path: Path) -> None:
+    cli = populated
+    cli.run("log", "verify")
+    saved = cli.home / "verified" / (ORIGIN.replace("/", "_") + ".checkpoint")
+    assert saved.read_bytes() == cli.run("log", "checkpoint").encode()
+    # Roll the log back by one whole append (leaf 5, its checkpoint, no new node at size 6
+    # except level 1 index 2 covering leaves 4..5).
+    url = normalise_url(cli.db_url)
+    _sql(url, "DELETE FROM leaves WHERE idx = 5")
+    _sql(url, "DELETE FROM checkpoints WHERE tree_size = 6")
+    _sql(url, "DELETE FROM tree_nodes WHERE node_key = :k", k=(1 << 56) | 2)
+    cli.run("log", "verify", "--checkpoint", str(tmp_path / "none"), expect=2)
+    other_home = Cli(tmp_path / "elsewhere", cli.db_url, cli.capsys)
+    vkey = cli.run("log", "vkey").strip()
+    assert "verified: 5 leaves" in other_home.run("log", "verify", "--vkey", vkey)
+    cli.run("log", "verify", expect=3)
+    assert "rolled back" in cli.last_err
+
+
+def test_proofs_are_checked_against_the_signed_checkpoint(populated: Cli) -> None:
+    _sql(normalise_url(populated.db_url), "UPDATE tree_nodes SET hash = :h WHERE node_key = :k",
+         h=bytes(32), k=(2 << 56) | 0)  # fmt: skip
+    populated.run("log", "prove", "inclusion", "5", "--json", expect=3)
+    populated.run("log", "prove", "consistency", "1", "4", "--json", expect=3)
+    assert "LOG_INTEGRITY" in populated.last_err
+    populated.run("log", "entry", str(2**70), expect=2)
+
+
 def _sql(db_url: str, statement: str, **params: object) -> None:
     engine = create_engine(db_url)
     with engine.begin() as connection:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, text
 
-from ledger.checkpoint import Checkpoint, sign_checkpoint
+from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from ledger.errors import LogIntegrityError
 from ledger.keys import private_key_from_seed
 from ledger.log_verifier import verify_log
@@ -126,6 +126,43 @@ def test_tampering_is_found_at_its_first_bad_index(
     with pytest.raises(LogIntegrityError) as caught:
         verify_log(store, filled.log_key)
     assert caught.value.index == first_bad_index, str(caught.value)
+
+
+def test_leaves_beyond_the_latest_checkpoint_are_refused(
+    filled: Sequencer, store: LogStore
+) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(text("DELETE FROM checkpoints WHERE tree_size = :n"), {"n": SIZE})
+    with pytest.raises(LogIntegrityError, match="no signed checkpoint") as caught:
+        verify_log(store, filled.log_key)
+    assert caught.value.index == 17  # the previous checkpoint covered 0..16
+
+
+def test_a_trusted_checkpoint_catches_rollback_and_rewrite(
+    filled: Sequencer, store: LogStore, make_submission: SubmissionFactory
+) -> None:
+    trusted = open_checkpoint(filled.latest_checkpoint.note, filled.log_key).checkpoint
+    assert verify_log(store, filled.log_key, trusted=trusted).tree_size == SIZE
+    filled.append(make_submission())
+    assert verify_log(store, filled.log_key, trusted=trusted).tree_size == SIZE + 1
+    # Roll back: drop the newest batch entirely, leaves, nodes and checkpoint.
+    with store.engine.begin() as connection:
+        connection.execute(text("DELETE FROM checkpoints WHERE tree_size > 17"))
+        connection.execute(text("DELETE FROM leaves WHERE idx >= 17"))
+        for level in range(1, 7):
+            first = node_key(NodeId(level, 17 >> level))  # nodes complete only after 17
+            end = node_key(NodeId(level + 1, 0))
+            connection.execute(
+                text("DELETE FROM tree_nodes WHERE node_key >= :a AND node_key < :b"),
+                {"a": first, "b": end},
+            )
+    assert verify_log(store, filled.log_key).tree_size == 17  # consistent on its own
+    with pytest.raises(LogIntegrityError, match="rolled back") as caught:
+        verify_log(store, filled.log_key, trusted=trusted)
+    assert caught.value.index == 17
+    forged = Checkpoint(TEST_ORIGIN, 15, bytes(32))
+    with pytest.raises(LogIntegrityError, match="rewritten"):
+        verify_log(store, filled.log_key, trusted=forged)
 
 
 def test_a_different_trusted_key_is_refused(filled: Sequencer, store: LogStore) -> None:

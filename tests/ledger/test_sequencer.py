@@ -20,7 +20,7 @@ from ledger.errors import (
     UnsignedEntryError,
 )
 from ledger.keys import private_key_from_seed
-from ledger.leaf import ZERO_HASH, chain_hash, decode_leaf
+from ledger.leaf import ZERO_HASH, chain_hash, decode_leaf, encode_leaf
 from ledger.log_verifier import verify_log
 from ledger.merkle import NodeId
 from ledger.note import NoteSigner
@@ -248,6 +248,47 @@ def test_start_up_refuses_a_tampered_store(
     sequencer.append_batch([make_submission() for _ in range(7)])
     with store.engine.begin() as connection:
         connection.execute(text(statement), {"junk": bytes(32), "level2_0": node_key(NodeId(2, 0))})
+    with pytest.raises(StateMismatchError):
+        Sequencer(store, log_signer)
+
+
+def test_start_up_refuses_a_forged_last_leaf_under_a_stored_node(
+    sequencer: Sequencer,
+    store: LogStore,
+    log_signer: NoteSigner,
+    make_submission: SubmissionFactory,
+) -> None:
+    # With an even size the last leaf hides inside a level-1 node of the border;
+    # a self-consistent replacement row must still be caught.
+    sequencer.append_batch([make_submission() for _ in range(6)])
+    forged_source = sequencer.append_batch([make_submission()])
+    assert isinstance(forged_source[0], Receipt)
+    genuine = store.leaf(5)
+    other = store.leaf(6)
+    forged_leaf = decode_leaf(other.leaf_bytes)
+    forged_bytes = encode_leaf(
+        index=5,
+        integration_time_micros=forged_leaf.integration_time_micros,
+        prev_chain_hash=decode_leaf(genuine.leaf_bytes).prev_chain_hash,
+        envelope=forged_leaf.envelope,
+        signer_keys=forged_leaf.signer_keys,
+    )
+    forged_hash = merkle.leaf_hash(forged_bytes)
+    with store.engine.begin() as connection:
+        connection.execute(text("DELETE FROM leaves WHERE idx = 6"))
+        connection.execute(text("DELETE FROM checkpoints WHERE tree_size = 7"))
+        connection.execute(
+            text(
+                "UPDATE leaves SET leaf_bytes = :b, leaf_hash = :h, chain_hash = :c,"
+                " entry_digest = :d WHERE idx = 5"
+            ),
+            {
+                "b": forged_bytes,
+                "h": forged_hash,
+                "c": chain_hash(decode_leaf(genuine.leaf_bytes).prev_chain_hash, forged_hash),
+                "d": other.entry_digest,
+            },
+        )
     with pytest.raises(StateMismatchError):
         Sequencer(store, log_signer)
 

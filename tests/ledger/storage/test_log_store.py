@@ -31,9 +31,18 @@ def test_migrations_are_idempotent(database_url: str) -> None:
     engine.dispose()
 
 
-def test_open_without_migrating_refuses_an_old_schema(tmp_path: Path) -> None:
-    with pytest.raises(StorageError, match="not current"):
-        LogStore.open(sqlite_url(tmp_path / "empty.db"), migrate=False)
+def test_open_without_migrating_refuses_an_empty_or_old_schema(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "x.db")
+    with pytest.raises(LogNotInitialisedError):
+        LogStore.open(url, migrate=False)
+    LogStore.open(url).close()
+    LogStore.open(url, migrate=False).close()
+    engine = create_database_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0000'"))
+    engine.dispose()
+    with pytest.raises(StorageError, match="custody db upgrade"):
+        LogStore.open(url, migrate=False)
 
 
 def test_sqlite_runs_in_wal_with_full_sync(tmp_path: Path) -> None:
