@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,8 +29,9 @@ from ledger.errors import (
 )
 from ledger.keys import private_key_from_seed, public_key_bytes
 from ledger.note import Note, NoteSignature, NoteSigner, VerifierKey, key_id, sign_note
+from tests.support import TESTVECTORS
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "testvectors"
+VECTORS = TESTVECTORS
 ORIGIN = "example.com/test-log"
 LOG = NoteSigner(ORIGIN, private_key_from_seed(b"\x10" * 32))
 LOG_KEY = LOG.verifier_key()

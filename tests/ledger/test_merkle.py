@@ -7,7 +7,6 @@ import functools
 import hashlib
 import json
 from collections.abc import Callable, Collection, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,8 +41,9 @@ from ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from tests.support import TESTVECTORS
 
-VECTORS_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "testvectors" / "merkle.json"
+VECTORS_PATH = TESTVECTORS / "merkle.json"
 VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text())
 
 # Property tests run against one deterministic tree; any smaller tree is a prefix

@@ -6,7 +6,6 @@ import base64
 import hashlib
 import json
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -27,8 +26,9 @@ from ledger.note import (
     parse_note,
     sign_note,
 )
+from tests.support import TESTVECTORS
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "testvectors"
+VECTORS = TESTVECTORS
 EM = "\u2014"
 
 ALICE = NoteSigner("example.com/alice", private_key_from_seed(b"\x01" * 32))
