@@ -38,16 +38,17 @@ from ledger.storage.log_store import MAX_INDEX, LogView
 
 pass_cli = click.make_pass_decorator(CliContext)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+log_key_option = click.option(
+    "--log-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The log's signing key file (default: log-key.pem in the data directory).",
+)
 
 
 @click.command()
 @click.option("--origin", required=True, help="The log's origin, e.g. ledger.example.org/custody.")
-@click.option(
-    "--log-key",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Where to write the log's signing key (default: log-key.pem in the data directory).",
-)
+@log_key_option
 @click.option(
     "--reuse-key", is_flag=True, help="Use an existing key file at --log-key instead of failing."
 )
@@ -111,12 +112,7 @@ def log() -> None:
     help="Signing key (repeat for several signatures).",
 )
 @click.option("--payload-type", required=True, help="Media type of the payload.")
-@click.option(
-    "--log-key",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="The log's signing key (default: log-key.pem in the data directory).",
-)
+@log_key_option
 @json_option
 @pass_cli
 def append(
