@@ -7,11 +7,21 @@ a short read transaction is used.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Integer, Row, func, insert, literal_column, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    Row,
+    func,
+    insert,
+    literal_column,
+    select,
+    union_all,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 from ledger import merkle
@@ -28,6 +38,7 @@ from ledger.storage import database
 from ledger.storage.schema import NODE_LEVEL_SHIFT, checkpoints, leaves, log_meta, tree_nodes
 
 READ_CHUNK = 5_000
+_P = TypeVar("_P", InclusionProof, ConsistencyProof)
 MAX_INDEX = (1 << 63) - 1
 _LOG_META_ID = 1
 
@@ -223,30 +234,33 @@ class LogStore:
     def fetch_nodes(
         self, ids: Collection[NodeId], conn: Connection | None = None
     ) -> dict[NodeId, bytes]:
-        """Hashes of the given perfect subtrees; level 0 comes from the leaf table."""
-        leaf_ids = sorted({n.index for n in ids if n.level == 0})
-        inner = sorted({node_key(n) for n in ids if n.level > 0})
+        """Hashes of the given perfect subtrees, in one round trip.
+
+        Level 0 comes from the leaf table; since node_key(NodeId(0, i)) == i,
+        both tables answer in the one key space.
+        """
+        leaf_keys = sorted({n.index for n in ids if n.level == 0})
+        inner_keys = sorted({node_key(n) for n in ids if n.level > 0})
+        parts = []
+        if leaf_keys:
+            parts.append(
+                select(leaves.c.idx.label("k"), leaves.c.leaf_hash.label("h")).where(
+                    leaves.c.idx.in_(leaf_keys)
+                )
+            )
+        if inner_keys:
+            parts.append(
+                select(tree_nodes.c.node_key.label("k"), tree_nodes.c.hash.label("h")).where(
+                    tree_nodes.c.node_key.in_(inner_keys)
+                )
+            )
         found: dict[NodeId, bytes] = {}
-        with self._read(conn) as c:
-            if leaf_ids:
-                rows = c.execute(
-                    select(leaves.c.idx, leaves.c.leaf_hash).where(leaves.c.idx.in_(leaf_ids))
-                )
-                found.update(
-                    {
-                        NodeId(0, int(r.idx)): _blob(r.leaf_hash, f"leaf {r.idx} hash", int(r.idx))
-                        for r in rows
-                    }
-                )
-            if inner:
-                rows = c.execute(
-                    select(tree_nodes.c.node_key, tree_nodes.c.hash).where(
-                        tree_nodes.c.node_key.in_(inner)
-                    )
-                )
-                found.update(
-                    {node_of(int(r.node_key)): _blob(r.hash, "tree node hash") for r in rows}
-                )
+        if parts:
+            query = parts[0] if len(parts) == 1 else union_all(*parts)
+            with self._read(conn) as c:
+                for key, digest in c.execute(query):
+                    node = node_of(int(key))
+                    found[node] = _blob(digest, f"hash of {node}", node.begin)
         missing = [n for n in ids if n not in found]
         if missing:
             first = min(missing, key=lambda n: (n.begin, n.level))
@@ -293,23 +307,39 @@ class LogStore:
     def inclusion_proof(
         self, index: int, tree_size: int, conn: Connection | None = None
     ) -> InclusionProof:
-        self._check_size(tree_size, conn)
-        return merkle.build_inclusion_proof(
-            index, tree_size, lambda ids: self.fetch_nodes(ids, conn)
-        )
+        def build(c: Connection | None) -> InclusionProof:
+            return merkle.build_inclusion_proof(index, tree_size, lambda i: self.fetch_nodes(i, c))
+
+        return self._within_size(tree_size, conn, build)
 
     def consistency_proof(
         self, old_size: int, new_size: int, conn: Connection | None = None
     ) -> ConsistencyProof:
-        self._check_size(new_size, conn)
-        return merkle.build_consistency_proof(
-            old_size, new_size, lambda ids: self.fetch_nodes(ids, conn)
-        )
+        def build(c: Connection | None) -> ConsistencyProof:
+            return merkle.build_consistency_proof(
+                old_size, new_size, lambda i: self.fetch_nodes(i, c)
+            )
 
-    def _check_size(self, tree_size: int, conn: Connection | None) -> None:
-        current = self.size(conn)
-        if not 0 <= tree_size <= current:
-            raise OutOfRangeError(f"tree size {tree_size} is beyond the log's size {current}")
+        return self._within_size(new_size, conn, build)
+
+    def _within_size(
+        self, tree_size: int, conn: Connection | None, build: Callable[[Connection | None], _P]
+    ) -> _P:
+        """Build a proof; only if nodes are missing ask whether the size was beyond the log.
+
+        The common case thus costs a single round trip to the database.
+        """
+        if not 0 <= tree_size <= MAX_INDEX:
+            raise OutOfRangeError(f"tree size {tree_size} is out of range")
+        try:
+            return build(conn)
+        except LogIntegrityError:
+            current = self.size(conn)
+            if tree_size > current:
+                raise OutOfRangeError(
+                    f"tree size {tree_size} is beyond the log's size {current}"
+                ) from None
+            raise
 
     # --- checkpoints ----------------------------------------------------------------
 
