@@ -17,7 +17,7 @@ from clients.cli.main import main
 from ledger.checkpoint import open_checkpoint
 from ledger.merkle import ConsistencyProof, InclusionProof
 from ledger.note import VerifierKey
-from ledger.storage.database import normalise_url
+from ledger.storage.database import normalise_url, sqlite_url
 
 ORIGIN = "cli.custody.example/log"
 PAYLOAD_TYPE = "application/vnd.custody.test.v1+json"
@@ -204,3 +204,29 @@ def test_verify_exits_non_zero_naming_the_first_bad_index(
     _sql(normalise_url(populated.db_url), statement, **params)
     populated.run("log", "verify", expect=3)
     assert f"first bad index: {index}" in populated.last_err
+
+
+def test_encrypted_log_key_elsewhere_and_reuse(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUSTODY_LOG_KEY_PASSPHRASE", "log secret")
+    log_key = tmp_path / "vault" / "log.pem"
+    vkey = cli.run("init", "--origin", ORIGIN, "--log-key", str(log_key)).strip()
+    assert b"ENCRYPTED" in log_key.read_bytes()
+    cli.run("keys", "generate", "-o", str(tmp_path / "p.pem"))
+    shown = cli.run("keys", "show", str(tmp_path / "p.pem"))
+    assert "keyid:" in shown
+    (tmp_path / "e.json").write_text("{}")
+    append = ["log", "append", str(tmp_path / "e.json"), "--key", str(tmp_path / "p.pem")]
+    append += ["--payload-type", PAYLOAD_TYPE]
+    cli.run(*append, expect=1)  # the log key is not in the data directory
+    assert "--log-key" in cli.last_err
+    cli.run(*append, "--log-key", str(log_key))
+    assert "verified: 1 leaves" in cli.run("log", "verify", "--vkey", vkey)
+
+    # A second database signed by the same key: --reuse-key is required and works.
+    second = Cli(tmp_path / "home2", sqlite_url(tmp_path / "second.db"), cli.capsys)
+    second.run("init", "--origin", ORIGIN, "--log-key", str(log_key), expect=1)
+    assert "--reuse-key" in second.last_err
+    again = second.run("init", "--origin", ORIGIN, "--log-key", str(log_key), "--reuse-key")
+    assert again.strip() == vkey
