@@ -7,7 +7,7 @@ signature, size and root. Memory stays O(log n) whatever the log's size.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -46,14 +46,14 @@ def verify_log(
     source: LogSource,
     log_key: VerifierKey,
     *,
-    trusted: Checkpoint | None = None,
+    trusted: Sequence[Checkpoint] = (),
     progress: Progress | None = None,
 ) -> LogVerification:
     """Replay the log; raise LogIntegrityError naming the first bad index.
 
-    ``trusted`` is a checkpoint the caller verified earlier (for example the
-    last one this client saw): the log must contain it, so a log rolled back
-    or rewritten behind it fails.
+    ``trusted`` are checkpoints the caller verified earlier (for example the
+    last one this client saw): the log must contain each, so a log rolled back
+    or rewritten behind any of them fails.
 
     1. The database names the trusted log key and its origin.
     2. Leaf rows run 0, 1, 2, ... with no gap.
@@ -65,7 +65,7 @@ def verify_log(
     5. Every stored checkpoint is signed by the log key, names its own size,
        and its root is the replayed root at that size; the latest one covers
        every leaf.
-    6. The trusted checkpoint, if any, is reached and has the replayed root.
+    6. Every trusted checkpoint is reached and has the replayed root.
     """
     info = source.info()
     if info.verifier_key != str(log_key) or info.origin != log_key.name:
@@ -89,9 +89,10 @@ def verify_log(
             progress(tree.size)
     nodes.check_exhausted(tree.size)
     checkpoints.check_exhausted(tree.size)
-    if trusted is not None and trusted.size > tree.size:
+    furthest = max((t.size for t in trusted), default=0)
+    if furthest > tree.size:
         raise LogIntegrityError(
-            f"the log holds {tree.size} leaves but a trusted checkpoint has {trusted.size}: "
+            f"the log holds {tree.size} leaves but a trusted checkpoint has {furthest}: "
             "it was truncated or rolled back",
             index=tree.size,
         )
@@ -135,8 +136,9 @@ def _check_leaf(row: StoredLeaf, position: int, chain: bytes) -> bytes:
     return chain
 
 
-def _check_trusted(trusted: Checkpoint | None, tree: CompactRange) -> None:
-    if trusted is not None and trusted.size == tree.size and trusted.root_hash != tree.root():
+def _check_trusted(trusted: Sequence[Checkpoint], tree: CompactRange) -> None:
+    at_size = [t for t in trusted if t.size == tree.size]
+    if at_size and any(t.root_hash != tree.root() for t in at_size):
         raise LogIntegrityError(
             f"the log's root at size {tree.size} is not the trusted checkpoint's: "
             "history was rewritten",

@@ -28,6 +28,7 @@ from ledger.errors import (
     LogIntegrityError,
     MalformedError,
     MalformedLeafError,
+    NotFoundError,
     StateMismatchError,
     VerificationError,
 )
@@ -138,7 +139,7 @@ def load_head(
         merkle.verify_inclusion(last.leaf_hash, size - 1, size, proof.hashes, root)
         leaf = decode_leaf(last.leaf_bytes)
         before = store.leaf(size - 2, conn).chain_hash if size > 1 else ZERO_HASH
-    except (LogIntegrityError, MalformedLeafError, InclusionProofError) as exc:
+    except (LogIntegrityError, MalformedLeafError, InclusionProofError, NotFoundError) as exc:
         raise StateMismatchError(f"the stored head of the log does not check out: {exc}") from exc
     if (
         leaf.index != size - 1
@@ -228,10 +229,7 @@ class Sequencer:
     def _commit(self, entries: list[AdmittedEntry]) -> _Batch:
         """Steps 2-4 of a batch, in one write transaction holding the log's lock."""
         with self.store.write() as conn:
-            head = self._head
-            if self.store.size(conn) != head.tree.size:
-                # Another process appended; a full leaf count at every batch would cost O(n).
-                head = load_head(self.store, self.log_key, conn, count_leaves=False)
+            head = self._refresh_head(conn)
             logged = self.store.indices_for_digests({e.digest for e in entries}, conn)
             tree = head.tree.copy()
             batch = _Batch(head=head, logged=logged, nodes=dict(tree.nodes()))
@@ -271,6 +269,31 @@ class Sequencer:
                     self.store.inclusion_proof(index, batch.head.tree.size, conn),
                 )
         return batch
+
+    def _refresh_head(self, conn: Connection) -> _Head:
+        """The head to append to, under the write lock: ours, or a later one that extends it.
+
+        Another process may have appended since our last batch; then reload
+        and check its head (without the O(n) leaf count). Storage that went
+        backwards or forked from what this sequencer signed is refused: going
+        on would sign a second root for a size already signed.
+        """
+        head = self._head
+        latest = self.store.latest_checkpoint(conn)
+        if (
+            latest is not None
+            and latest.tree_size == head.tree.size
+            and latest.root_hash == head.checkpoint.root_hash
+        ):
+            return head
+        moved = load_head(self.store, self.log_key, conn, count_leaves=False)
+        ours = head.tree.size
+        if moved.tree.size < ours or (self.store.root_at(ours, conn) != head.checkpoint.root_hash):
+            raise StateMismatchError(
+                f"storage no longer extends the log this sequencer signed at size {ours}: "
+                "it was rolled back or replaced"
+            )
+        return moved
 
     def _receipts(
         self, admitted: list[AdmittedEntry | CustodyError], batch: _Batch

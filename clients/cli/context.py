@@ -101,10 +101,6 @@ class CliContext:
         key = load_key(self.log_key_path, LOG_KEY_PASSPHRASE_ENV)
         return NoteSigner(self.store().info().origin, key).verifier_key()
 
-    def trusted_checkpoint_path(self, origin: str) -> Path:
-        """Where this client keeps the newest checkpoint it verified for ``origin``."""
-        return self.data_dir / "verified" / (origin.replace("/", "_") + ".checkpoint")
-
 
 def read_text_file(path: Path) -> str:
     try:

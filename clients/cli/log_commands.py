@@ -15,10 +15,13 @@ from clients.cli.context import (
     passphrase_from_env,
 )
 from clients.cli.render import b64, entry_json, micros_to_iso, to_json
+from clients.cli.verified_state import VerifiedState, read_checkpoint
 from ledger.admission import Submission
 from ledger.checkpoint import open_checkpoint
 from ledger.dsse import Signer, sign_envelope
 from ledger.errors import (
+    ConfigurationError,
+    CustodyError,
     KeyFileError,
     LogAlreadyInitialisedError,
     LogIntegrityError,
@@ -30,7 +33,7 @@ from ledger.keys import generate_private_key, save_private_key
 from ledger.leaf import decode_leaf
 from ledger.log_verifier import verify_log
 from ledger.merkle import ConsistencyProof, InclusionProof
-from ledger.note import NoteSigner, check_key_name
+from ledger.note import NoteSigner, VerifierKey, check_key_name
 from ledger.receipts import verify_receipt
 from ledger.sequencer import Sequencer, initialise_log
 from ledger.storage import migrate
@@ -38,6 +41,12 @@ from ledger.storage.log_store import MAX_INDEX, LogView
 
 pass_cli = click.make_pass_decorator(CliContext)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+vkey_option = click.option(
+    "--vkey",
+    default=None,
+    help="The log's trusted verifier key, or a file holding it "
+    "(default: log.vkey saved by `init` in the data directory).",
+)
 log_key_option = click.option(
     "--log-key",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -60,6 +69,11 @@ def init(state: CliContext, origin: str, log_key: Path | None, reuse_key: bool) 
     store = state.store(migrate=True)
     if store.is_initialised():
         raise LogAlreadyInitialisedError(f"{state.url} already holds a log")
+    if state.vkey_path.exists():
+        raise ConfigurationError(
+            f"{state.data_dir} already trusts the log key in {state.vkey_path}; "
+            "use another --data-dir for another log"
+        )
     created_key = not path.exists()
     if not created_key:
         if not reuse_key:
@@ -76,8 +90,12 @@ def init(state: CliContext, origin: str, log_key: Path | None, reuse_key: bool) 
             path.unlink(missing_ok=True)
         raise
     vkey = str(signer.verifier_key())
-    state.vkey_path.parent.mkdir(parents=True, exist_ok=True)
-    state.vkey_path.write_text(vkey + "\n")
+    try:
+        state.vkey_path.parent.mkdir(parents=True, exist_ok=True)
+        state.vkey_path.write_text(vkey + "\n")
+    except OSError as exc:
+        message = f"log created, but {state.vkey_path} could not be written: {exc}"
+        raise ConfigurationError(message) from exc
     click.echo(f"created log {origin} in {state.url}", err=True)
     click.echo(f"log signing key: {path}; verifier key saved in {state.vkey_path}", err=True)
     click.echo(vkey)
@@ -208,14 +226,17 @@ def prove() -> None:
     help="Tree size (default: latest).",
 )
 @json_option
+@vkey_option
 @pass_cli
-def prove_inclusion(state: CliContext, index: int, size: int | None, as_json: bool) -> None:
+def prove_inclusion(
+    state: CliContext, index: int, size: int | None, as_json: bool, vkey: str | None
+) -> None:
     """Prove that leaf INDEX is in the tree of the given size."""
     store = state.log_store()
     tree_size = size if size is not None else _latest_size(state)
     proof = store.inclusion_proof(index, tree_size)
     _self_check(proof)
-    _check_signed_root(state, tree_size, proof.root)
+    _check_signed_root(state, state.trusted_log_key(vkey), tree_size, proof.root)
     _print_proof(proof, as_json)
 
 
@@ -223,14 +244,18 @@ def prove_inclusion(state: CliContext, index: int, size: int | None, as_json: bo
 @click.argument("old", type=click.IntRange(min=0, max=MAX_INDEX))
 @click.argument("new", type=click.IntRange(min=0, max=MAX_INDEX), required=False)
 @json_option
+@vkey_option
 @pass_cli
-def prove_consistency(state: CliContext, old: int, new: int | None, as_json: bool) -> None:
+def prove_consistency(
+    state: CliContext, old: int, new: int | None, as_json: bool, vkey: str | None
+) -> None:
     """Prove that the tree of size OLD is a prefix of the tree of size NEW (default: latest)."""
     store = state.log_store()
     proof = store.consistency_proof(old, new if new is not None else _latest_size(state))
     _self_check(proof)
-    _check_signed_root(state, proof.old_size, proof.old_root)
-    _check_signed_root(state, proof.new_size, proof.new_root)
+    log_key = state.trusted_log_key(vkey)
+    _check_signed_root(state, log_key, proof.old_size, proof.old_root)
+    _check_signed_root(state, log_key, proof.new_size, proof.new_root)
     _print_proof(proof, as_json)
 
 
@@ -249,7 +274,9 @@ def _latest_size(state: CliContext) -> int:
     return latest.tree_size
 
 
-def _check_signed_root(state: CliContext, tree_size: int, root: bytes) -> None:
+def _check_signed_root(
+    state: CliContext, log_key: VerifierKey, tree_size: int, root: bytes
+) -> None:
     """A proof's root must be the signed one where a checkpoint was signed at that size."""
     try:
         stored = state.log_store().checkpoint(tree_size)
@@ -260,8 +287,14 @@ def _check_signed_root(state: CliContext, tree_size: int, root: bytes) -> None:
             err=True,
         )
         return
-    signed = open_checkpoint(stored.note, state.log_verifier_key())
-    if signed.checkpoint.root_hash != root:
+    try:
+        signed = open_checkpoint(stored.note, log_key)
+    except CustodyError as exc:
+        raise LogIntegrityError(
+            f"the checkpoint stored for size {tree_size} does not verify: {exc}",
+            index=max(tree_size - 1, 0),
+        ) from exc
+    if signed.checkpoint.size != tree_size or signed.checkpoint.root_hash != root:
         raise LogIntegrityError(
             f"stored tree hashes disagree with the checkpoint signed at size {tree_size}",
             index=max(tree_size - 1, 0),
@@ -283,40 +316,35 @@ def _print_proof(proof: InclusionProof | ConsistencyProof, as_json: bool) -> Non
 
 
 @log.command("verify")
-@click.option(
-    "--vkey",
-    default=None,
-    help="Trusted verifier key of the log, or a file holding it (default: from the local log key).",
-)
+@vkey_option
 @click.option(
     "--checkpoint",
-    "checkpoint_file",
-    type=click.File("rb"),
-    default=None,
-    help="A checkpoint trusted earlier; the log must contain it "
-    "(default: the newest one this data directory verified).",
+    "checkpoint_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A checkpoint note trusted earlier; the log must contain it (repeatable). "
+    "The newest checkpoint this data directory verified is always required too.",
 )
 @pass_cli
-def verify(state: CliContext, vkey: str | None, checkpoint_file: BinaryIO | None) -> None:
+def verify(state: CliContext, vkey: str | None, checkpoint_files: tuple[Path, ...]) -> None:
     """Replay the whole log: signatures, chain, tree nodes and checkpoints."""
     log_key = state.trusted_log_key(vkey)
-    state_file = state.trusted_checkpoint_path(log_key.name)
-    trusted_note = checkpoint_file.read() if checkpoint_file else None
-    if trusted_note is None and state_file.exists():
-        trusted_note = state_file.read_bytes()
-    trusted = open_checkpoint(trusted_note, log_key).checkpoint if trusted_note else None
+    verified = VerifiedState(state.data_dir, log_key)
+    trusted = [read_checkpoint(path, log_key) for path in checkpoint_files]
+    saved = verified.load()
+    if saved is not None:
+        trusted.append(saved)
     store = state.log_store()
     with store.snapshot() as conn:
         result = verify_log(LogView(store, conn), log_key, trusted=trusted)
         latest = store.latest_checkpoint(conn)
-    if latest is not None and (trusted is None or latest.tree_size >= trusted.size):
+    if latest is not None:
         # Remember the newest verified head: a later rollback behind it will fail.
-        state_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        state_file.write_bytes(latest.note)
+        verified.advance(latest.note)
     click.echo(
         f"log {result.origin} verified: {result.tree_size} leaves, "
         f"{result.tree_nodes} tree nodes, {result.checkpoints} checkpoints"
     )
-    if trusted is not None:
-        click.echo(f"consistent with the trusted checkpoint of size {trusted.size}")
+    for checkpoint in trusted:
+        click.echo(f"contains the trusted checkpoint of size {checkpoint.size}")
     click.echo(f"root {b64(result.root_hash)}")

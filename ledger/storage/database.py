@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from ledger.errors import StorageError
+from ledger.errors import LogNotInitialisedError, StorageError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -50,8 +50,12 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def create_database_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine configured for the log; SQLite files get their directory created."""
+def create_database_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
+    """An engine configured for the log.
+
+    With ``create`` a SQLite file (and its directory) may be created; without,
+    a missing file means there is no log here (and nothing is left behind).
+    """
     try:
         parsed = make_url(normalise_url(url))
     except ArgumentError as exc:
@@ -59,7 +63,10 @@ def create_database_engine(url: str, **kwargs: Any) -> Engine:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path = Path(parsed.database)
+            if not create and not path.exists():
+                raise LogNotInitialisedError(f"no log database at {path}: run `custody init`")
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         engine = create_engine(parsed, **kwargs)
         _configure_sqlite(engine)
     elif backend == "postgresql":

@@ -52,7 +52,7 @@ class LogStore:
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> LogStore:
         """Open the log's database; migrate its schema only when asked to."""
-        engine = database.create_database_engine(url)
+        engine = database.create_database_engine(url, create=migrate)
         if migrate:
             database.migrate(engine)
             return cls(engine)
@@ -121,8 +121,12 @@ class LogStore:
             row = c.execute(select(log_meta).where(log_meta.c.id == _LOG_META_ID)).first()
         if row is None:
             raise LogNotInitialisedError("no log in this database: run `custody init` first")
+        if not isinstance(row.origin, str) or not isinstance(row.verifier_key, str):
+            raise LogIntegrityError("log metadata is not text")
         return LogInfo(
-            origin=row.origin, verifier_key=row.verifier_key, created_micros=row.created_micros
+            origin=row.origin,
+            verifier_key=row.verifier_key,
+            created_micros=_integer(row.created_micros, "log creation time"),
         )
 
     def is_initialised(self) -> bool:
@@ -260,7 +264,7 @@ class LogStore:
             with self._read(conn) as c:
                 for key, digest in c.execute(query):
                     node = node_of(int(key))
-                    found[node] = _blob(digest, f"hash of {node}", node.begin)
+                    found[node] = _hash(digest, f"hash of {node}", node.begin)
         missing = [n for n in ids if n not in found]
         if missing:
             first = min(missing, key=lambda n: (n.begin, n.level))
@@ -288,7 +292,7 @@ class LogStore:
                 return
             for row in rows:
                 node = node_of(int(row.node_key))
-                digest = _blob(row.hash, f"tree node level {node.level} index {node.index}")
+                digest = _hash(row.hash, f"tree node level {node.level} index {node.index}")
                 yield StoredNode(level=node.level, index=node.index, hash=digest)
             after = rows[-1].node_key
 
@@ -331,6 +335,10 @@ class LogStore:
         """
         if not 0 <= tree_size <= MAX_INDEX:
             raise OutOfRangeError(f"tree size {tree_size} is out of range")
+        if conn is None:
+            # Both reads must see one state, or a log growing meanwhile looks damaged.
+            with self.snapshot() as snapshot:
+                return self._within_size(tree_size, snapshot, build)
         try:
             return build(conn)
         except LogIntegrityError:
@@ -419,33 +427,51 @@ class LogView:
         return self._store.iter_checkpoints(conn=self._conn)
 
 
-def _blob(value: object, what: str, index: int | None = None) -> bytes:
+def _blob(value: object, what: str, index: int | None = None, *, size: int | None = None) -> bytes:
     """A binary column's value; anything else means the row was tampered with."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    raise LogIntegrityError(f"{what} is stored as {type(value).__name__}, not bytes", index=index)
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise LogIntegrityError(
+            f"{what} is stored as {type(value).__name__}, not bytes", index=index
+        )
+    data = bytes(value)
+    if size is not None and len(data) != size:
+        raise LogIntegrityError(f"{what} is {len(data)} bytes, not {size}", index=index)
+    return data
+
+
+def _hash(value: object, what: str, index: int | None = None) -> bytes:
+    return _blob(value, what, index, size=merkle.HASH_SIZE)
+
+
+def _integer(value: object, what: str, index: int | None = None) -> int:
+    # SQLite stores whatever it is given; a non-integer here was put there by hand.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise LogIntegrityError(
+        f"{what} is stored as {type(value).__name__}, not an integer", index=index
+    )
 
 
 def _leaf(row: Row[Any]) -> StoredLeaf:
-    index = int(row.idx)
+    index = _integer(row.idx, "leaf index")
     where = f"leaf {index}"
     return StoredLeaf(
         index=index,
-        entry_digest=_blob(row.entry_digest, f"{where} entry digest", index),
-        leaf_hash=_blob(row.leaf_hash, f"{where} leaf hash", index),
-        chain_hash=_blob(row.chain_hash, f"{where} chain hash", index),
+        entry_digest=_hash(row.entry_digest, f"{where} entry digest", index),
+        leaf_hash=_hash(row.leaf_hash, f"{where} leaf hash", index),
+        chain_hash=_hash(row.chain_hash, f"{where} chain hash", index),
         leaf_bytes=_blob(row.leaf_bytes, f"{where} bytes", index),
     )
 
 
 def _checkpoint(row: Row[Any]) -> StoredCheckpoint:
-    size = int(row.tree_size)
-    where = f"checkpoint for tree size {size}"
+    size = _integer(row.tree_size, "checkpoint tree size")
+    where, last = f"checkpoint for tree size {size}", max(size - 1, 0)
     return StoredCheckpoint(
         tree_size=size,
-        root_hash=_blob(row.root_hash, f"{where} root", max(size - 1, 0)),
-        note=_blob(row.note, f"{where} note", max(size - 1, 0)),
-        signed_micros=int(row.signed_micros),
+        root_hash=_hash(row.root_hash, f"{where} root", last),
+        note=_blob(row.note, f"{where} note", last),
+        signed_micros=_integer(row.signed_micros, f"{where} signing time", last),
     )
 
 

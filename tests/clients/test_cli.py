@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from clients.cli.main import main
+from clients.cli.verified_state import VerifiedState
 from ledger.checkpoint import open_checkpoint
 from ledger.merkle import ConsistencyProof, InclusionProof
 from ledger.note import VerifierKey
@@ -153,21 +154,40 @@ def test_encrypted_partner_key(cli: Cli, tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_verify_remembers_the_head_and_refuses_a_rollback(populated: Cli, tmp_path: Path) -> None:
     cli = populated
-    cli.run("log", "verify")
-    saved = cli.home / "verified" / (ORIGIN.replace("/", "_") + ".checkpoint")
+    early = tmp_path / "early.note"
+    early.write_bytes(_checkpoint_at(cli, 2))
+    cli.run("log", "verify", "--checkpoint", str(early))
+    key = VerifierKey.parse(cli.run("log", "vkey").strip())
+    saved = VerifiedState(cli.home, key).path
     assert saved.read_bytes() == cli.run("log", "checkpoint").encode()
-    # Roll the log back by one whole append (leaf 5, its checkpoint, no new node at size 6
-    # except level 1 index 2 covering leaves 4..5).
+    # Roll the log back by one whole append: leaf 5, its checkpoint and the
+    # level-1 node over leaves 4..5 that it completed.
     url = normalise_url(cli.db_url)
     _sql(url, "DELETE FROM leaves WHERE idx = 5")
     _sql(url, "DELETE FROM checkpoints WHERE tree_size = 6")
     _sql(url, "DELETE FROM tree_nodes WHERE node_key = :k", k=(1 << 56) | 2)
-    cli.run("log", "verify", "--checkpoint", str(tmp_path / "none"), expect=2)
     other_home = Cli(tmp_path / "elsewhere", cli.db_url, cli.capsys)
-    vkey = cli.run("log", "vkey").strip()
-    assert "verified: 5 leaves" in other_home.run("log", "verify", "--vkey", vkey)
+    assert "verified: 5 leaves" in other_home.run("log", "verify", "--vkey", str(key))
     cli.run("log", "verify", expect=3)
     assert "rolled back" in cli.last_err
+    # An older trusted checkpoint does not replace the saved state...
+    cli.run("log", "verify", "--checkpoint", str(early), expect=3)
+    # ...and a damaged state file fails closed, naming itself.
+    saved.write_bytes(b"")
+    cli.run("log", "verify", expect=1)
+    assert str(saved) in cli.last_err
+    cli.run("log", "verify", "--checkpoint", str(tmp_path / "missing.note"), expect=1)
+    assert "missing.note" in cli.last_err
+
+
+def _checkpoint_at(cli: Cli, size: int) -> bytes:
+    engine = create_engine(normalise_url(cli.db_url))
+    with engine.connect() as connection:
+        note = connection.execute(
+            text("SELECT note FROM checkpoints WHERE tree_size = :n"), {"n": size}
+        ).scalar_one()
+    engine.dispose()
+    return bytes(note)
 
 
 def test_proofs_are_checked_against_the_signed_checkpoint(populated: Cli) -> None:
@@ -230,3 +250,11 @@ def test_encrypted_log_key_elsewhere_and_reuse(
     assert "--reuse-key" in second.last_err
     again = second.run("init", "--origin", ORIGIN, "--log-key", str(log_key), "--reuse-key")
     assert again.strip() == vkey
+
+
+def test_one_data_directory_trusts_one_log(cli: Cli, tmp_path: Path) -> None:
+    cli.run("init", "--origin", ORIGIN)
+    other_db = Cli(cli.home, sqlite_url(tmp_path / "other.db"), cli.capsys)
+    other_db.run("init", "--origin", ORIGIN, "--log-key", str(tmp_path / "k2.pem"), expect=1)
+    assert "CONFIGURATION" in other_db.last_err
+    assert not (tmp_path / "k2.pem").exists()

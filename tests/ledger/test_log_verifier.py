@@ -142,9 +142,9 @@ def test_a_trusted_checkpoint_catches_rollback_and_rewrite(
     filled: Sequencer, store: LogStore, make_submission: SubmissionFactory
 ) -> None:
     trusted = open_checkpoint(filled.latest_checkpoint.note, filled.log_key).checkpoint
-    assert verify_log(store, filled.log_key, trusted=trusted).tree_size == SIZE
+    assert verify_log(store, filled.log_key, trusted=[trusted]).tree_size == SIZE
     filled.append(make_submission())
-    assert verify_log(store, filled.log_key, trusted=trusted).tree_size == SIZE + 1
+    assert verify_log(store, filled.log_key, trusted=[trusted]).tree_size == SIZE + 1
     # Roll back: drop the newest batch entirely, leaves, nodes and checkpoint.
     with store.engine.begin() as connection:
         connection.execute(text("DELETE FROM checkpoints WHERE tree_size > 17"))
@@ -158,11 +158,11 @@ def test_a_trusted_checkpoint_catches_rollback_and_rewrite(
             )
     assert verify_log(store, filled.log_key).tree_size == 17  # consistent on its own
     with pytest.raises(LogIntegrityError, match="rolled back") as caught:
-        verify_log(store, filled.log_key, trusted=trusted)
+        verify_log(store, filled.log_key, trusted=[trusted])
     assert caught.value.index == 17
     forged = Checkpoint(TEST_ORIGIN, 15, bytes(32))
     with pytest.raises(LogIntegrityError, match="rewritten"):
-        verify_log(store, filled.log_key, trusted=forged)
+        verify_log(store, filled.log_key, trusted=[forged])
 
 
 def test_a_different_trusted_key_is_refused(filled: Sequencer, store: LogStore) -> None:

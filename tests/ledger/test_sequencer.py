@@ -313,3 +313,17 @@ def test_proofs_from_storage_verify_against_every_checkpoint(
                 consistency = store.consistency_proof(old, new)
                 assert (consistency.old_root, consistency.new_root) == (roots[old], roots[new])
                 consistency.verify()
+
+
+def test_a_sequencer_refuses_storage_that_went_backwards(
+    sequencer: Sequencer, store: LogStore, make_submission: SubmissionFactory
+) -> None:
+    for _ in range(3):
+        sequencer.append(make_submission())
+    # Restore "a backup" from size 2: leaf 2 and its checkpoint vanish (it completed no node).
+    with store.engine.begin() as connection:
+        connection.execute(text("DELETE FROM leaves WHERE idx = 2"))
+        connection.execute(text("DELETE FROM checkpoints WHERE tree_size = 3"))
+    with pytest.raises(StateMismatchError, match="rolled back"):
+        sequencer.append(make_submission())
+    assert store.size() == 2  # nothing was signed over the older state

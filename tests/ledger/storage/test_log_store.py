@@ -114,3 +114,46 @@ def test_postgres_write_lock_is_an_advisory_lock(database_url: str) -> None:
         else:
             assert connection.in_transaction()
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("statement", "what"),
+    [
+        ("UPDATE tree_nodes SET hash = :short WHERE node_key = :k", "short tree hash"),
+        ("UPDATE leaves SET leaf_hash = :short WHERE idx = 0", "short leaf hash"),
+    ],
+)
+def test_damaged_hash_columns_are_integrity_errors(
+    sequencer: Sequencer,
+    store: LogStore,
+    make_submission: SubmissionFactory,
+    statement: str,
+    what: str,
+) -> None:
+    sequencer.append_batch([make_submission() for _ in range(4)])
+    with store.engine.begin() as connection:
+        connection.execute(text(statement), {"short": b"\x00", "k": (1 << 56) | 1})
+    with pytest.raises(LogIntegrityError):
+        store.inclusion_proof(1, 4)
+
+
+def test_text_in_an_integer_column_is_an_integrity_error(tmp_path: Path) -> None:
+    store = LogStore.open(sqlite_url(tmp_path / "x.db"))
+    with store.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO checkpoints (tree_size, root_hash, note, signed_micros)"
+                " VALUES (0, :r, :n, 'soon')"
+            ),
+            {"r": bytes(32), "n": b"x"},
+        )
+    with pytest.raises(LogIntegrityError, match="signing time"):
+        store.latest_checkpoint()
+    store.close()
+
+
+def test_readers_do_not_create_a_database(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "custody.db"
+    with pytest.raises(LogNotInitialisedError):
+        LogStore.open(sqlite_url(missing), migrate=False)
+    assert not missing.parent.exists()

@@ -1,0 +1,72 @@
+"""The newest checkpoint this client has verified for a log, kept to refuse rollback.
+
+Like the Go checksum database client: once a checkpoint has been verified, any
+later view of the log must contain it. The state only moves forward, is
+written atomically, and a damaged state file is an error, never "no state".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+
+from ledger.checkpoint import Checkpoint, open_checkpoint
+from ledger.errors import ConfigurationError, CustodyError
+from ledger.note import VerifierKey
+
+
+class VerifiedState:
+    """One file per log key under ``<data dir>/verified/``."""
+
+    def __init__(self, data_dir: Path, log_key: VerifierKey) -> None:
+        self.log_key = log_key
+        # Named by the key, not the origin: a new key for the same origin is another log.
+        digest = hashlib.sha256(str(log_key).encode()).hexdigest()
+        self.path = data_dir / "verified" / f"{digest}.checkpoint"
+
+    def load(self) -> Checkpoint | None:
+        """The saved checkpoint, None if there is none yet."""
+        if not self.path.exists():
+            return None
+        return read_checkpoint(self.path, self.log_key)
+
+    def advance(self, note: bytes) -> None:
+        """Save ``note`` (verified by the caller) unless the saved state is already newer."""
+        checkpoint = open_checkpoint(note, self.log_key).checkpoint
+        saved = self.load()
+        if saved is not None and saved.size > checkpoint.size:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            with open(temporary, "wb") as handle:
+                handle.write(note)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+            message = f"cannot save the verified checkpoint {self.path}: {exc}"
+            raise ConfigurationError(message) from exc
+        # The rename must survive a crash too.
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+def read_checkpoint(path: Path, log_key: VerifierKey) -> Checkpoint:
+    """A checkpoint note from a file, signed by ``log_key``; any problem names the file."""
+    try:
+        data = path.read_bytes()
+        return open_checkpoint(data, log_key).checkpoint
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read checkpoint file {path}: {exc}") from exc
+    except CustodyError as exc:
+        raise ConfigurationError(
+            f"{path} does not hold a checkpoint signed by {log_key.name}: {exc}"
+        ) from exc
