@@ -145,13 +145,14 @@ def decode_leaf(raw: bytes) -> Leaf:
 
 
 def verify_leaf(leaf: Leaf, *, expected_index: int, prev_chain_hash: bytes) -> None:
-    """Check one leaf against its position in the log.
+    """Check one leaf against its position in the log: check_leaf_position, then
+    verify_leaf_signatures."""
+    check_leaf_position(leaf, expected_index=expected_index, prev_chain_hash=prev_chain_hash)
+    verify_leaf_signatures(leaf)
 
-    1. The leaf's own index is its position.
-    2. Its prev_chain_hash is the chain head before it.
-    3. Its signer keys are exactly the keys its signatures name, and every
-       signature verifies over the envelope's PAE bytes.
-    """
+
+def check_leaf_position(leaf: Leaf, *, expected_index: int, prev_chain_hash: bytes) -> None:
+    """1. The leaf's own index is its position. 2. Its prev_chain_hash is the chain head."""
     if leaf.index != expected_index:
         raise LogIntegrityError(
             f"leaf at position {expected_index} says it is index {leaf.index}",
@@ -161,11 +162,16 @@ def verify_leaf(leaf: Leaf, *, expected_index: int, prev_chain_hash: bytes) -> N
         raise LogIntegrityError(
             f"leaf {expected_index} does not continue the hash chain", index=expected_index
         )
+
+
+def verify_leaf_signatures(leaf: Leaf) -> None:
+    """3. The leaf's signer keys are exactly the keys its signatures name, and every
+    signature verifies over the envelope's PAE bytes. Needs nothing but the leaf."""
     keys = leaf.signer_key_map()
     if len(keys) != len(leaf.signer_keys) or set(keys) != {
         s.keyid for s in leaf.envelope.signatures
     }:
         raise LogIntegrityError(
-            f"leaf {expected_index} signer keys do not match its signatures", index=expected_index
+            f"leaf {leaf.index} signer keys do not match its signatures", index=leaf.index
         )
     verify_envelope(leaf.envelope, keys)

@@ -259,6 +259,10 @@ def prove_consistency(
     _print_proof(proof, as_json)
 
 
+def _progress_line(leaves: int) -> None:
+    click.echo(f"\rverified {leaves:,} leaves", nl=False, err=True)
+
+
 def _self_check(proof: InclusionProof | ConsistencyProof) -> None:
     """A proof built from our own storage that fails to verify means the storage is damaged."""
     try:
@@ -335,9 +339,12 @@ def verify(state: CliContext, vkey: str | None, checkpoint_files: tuple[Path, ..
     if saved is not None:
         trusted.append(saved)
     store = state.log_store()
+    progress = _progress_line if sys.stderr.isatty() else None
     with store.snapshot() as conn:
-        result = verify_log(LogView(store, conn), log_key, trusted=trusted)
+        result = verify_log(LogView(store, conn), log_key, trusted=trusted, progress=progress)
         latest = store.latest_checkpoint(conn)
+    if progress is not None:
+        click.echo("", err=True)
     if latest is not None:
         # Remember the newest verified head: a later rollback behind it will fail.
         verified.advance(latest.note)

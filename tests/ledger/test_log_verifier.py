@@ -183,6 +183,7 @@ def test_a_flipped_bit_anywhere_in_any_leaf_is_found_there(
         original = leaves[index]
         position = data.draw(st.integers(min_value=0, max_value=len(original) - 1))
         bit = data.draw(st.integers(min_value=0, max_value=7))
+        threads = data.draw(st.sampled_from([1, 2]))
         flipped = bytearray(original)
         flipped[position] ^= 1 << bit
         update = text("UPDATE leaves SET leaf_bytes = :b WHERE idx = :i")
@@ -190,7 +191,7 @@ def test_a_flipped_bit_anywhere_in_any_leaf_is_found_there(
             connection.execute(update, {"b": bytes(flipped), "i": index})
         try:
             with pytest.raises(LogIntegrityError) as caught:
-                verify_log(store, filled.log_key)
+                verify_log(store, filled.log_key, threads=threads)
             assert caught.value.index == index
         finally:
             with store.engine.begin() as connection:
