@@ -9,9 +9,9 @@ import pytest
 
 from ledger.admission import Submission
 from ledger.dsse import Envelope
-from ledger.errors import UnavailableError, UnsignedEntryError
+from ledger.errors import CustodyError, StorageError, UnavailableError, UnsignedEntryError
 from ledger.group_commit import GroupCommitter
-from ledger.receipts import verify_receipt
+from ledger.receipts import Receipt, verify_receipt
 from ledger.sequencer import Sequencer
 from ledger.storage import LogStore
 from tests.support import SubmissionFactory
@@ -72,3 +72,34 @@ def test_close_finishes_queued_work_then_refuses(
 
     asyncio.run(run())
     assert store.size() == 10
+
+
+def test_a_failed_batch_fails_its_callers_and_the_next_batch_proceeds(
+    sequencer: Sequencer,
+    store: LogStore,
+    make_submission: SubmissionFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = sequencer.append_batch
+    calls = 0
+
+    def flaky(submissions: list[Submission]) -> list[Receipt | CustodyError]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise StorageError("database went away")
+        return real(submissions)
+
+    monkeypatch.setattr(sequencer, "append_batch", flaky)
+
+    async def run() -> None:
+        committer = GroupCommitter(sequencer)
+        committer.start()
+        first = await asyncio.gather(committer.submit(make_submission()), return_exceptions=True)
+        assert isinstance(first[0], StorageError)
+        receipt = await committer.submit(make_submission())
+        assert receipt.index == 0
+        await committer.close()
+
+    asyncio.run(run())
+    assert store.size() == 1
