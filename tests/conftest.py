@@ -25,7 +25,13 @@ from ledger.note import NoteSigner
 from ledger.sequencer import Sequencer, initialise_log
 from ledger.storage import LogStore
 from ledger.storage.database import normalise_url, sqlite_url
-from tests.support import PAYLOAD_TYPE, TEST_ORIGIN, SubmissionFactory
+from tests.support import (
+    PAYLOAD_TYPE,
+    TEST_ORIGIN,
+    TESTVECTORS,
+    VECTOR_DIRS,
+    SubmissionFactory,
+)
 
 POSTGRES_URL_ENV = "CUSTODY_TEST_DATABASE_URL"
 REQUIRE_POSTGRES_ENV = "CUSTODY_REQUIRE_POSTGRES"
@@ -35,11 +41,22 @@ def _postgres_url() -> str | None:
     return os.environ.get(POSTGRES_URL_ENV) or None
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not TESTVECTORS.is_dir():
+        searched = ", ".join(str(d) for d in VECTOR_DIRS)
+        pytest.exit(
+            f"shared test vectors not found (looked in {searched}); "
+            "set CUSTODY_TESTVECTORS to their directory",
+            returncode=2,
+        )
+
+
 def pytest_report_header() -> str:
     url = _postgres_url()
+    vectors = f"shared test vectors: {TESTVECTORS}\n"
     if url:
-        return f"PostgreSQL tests: on ({make_url(normalise_url(url)).render_as_string()})"
-    return f"PostgreSQL tests: SKIPPED (set {POSTGRES_URL_ENV} to run them)"
+        return vectors + f"PostgreSQL tests: on ({make_url(normalise_url(url)).render_as_string()})"
+    return vectors + f"PostgreSQL tests: SKIPPED (set {POSTGRES_URL_ENV} to run them)"
 
 
 @pytest.fixture(scope="session")
