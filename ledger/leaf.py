@@ -144,13 +144,6 @@ def decode_leaf(raw: bytes) -> Leaf:
     )
 
 
-def verify_leaf(leaf: Leaf, *, expected_index: int, prev_chain_hash: bytes) -> None:
-    """Check one leaf against its position in the log: check_leaf_position, then
-    verify_leaf_signatures."""
-    check_leaf_position(leaf, expected_index=expected_index, prev_chain_hash=prev_chain_hash)
-    verify_leaf_signatures(leaf)
-
-
 def check_leaf_position(leaf: Leaf, *, expected_index: int, prev_chain_hash: bytes) -> None:
     """1. The leaf's own index is its position. 2. Its prev_chain_hash is the chain head."""
     if leaf.index != expected_index:

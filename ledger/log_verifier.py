@@ -137,10 +137,8 @@ def _check_leaf(
         check_leaf_position(leaf, expected_index=position, prev_chain_hash=chain)
         if signature_problem is not None:
             raise signature_problem
-    except LogIntegrityError as exc:
-        if exc.index == position:
-            raise
-        raise LogIntegrityError(f"leaf {position}: {exc}", index=position) from exc
+    except LogIntegrityError:
+        raise  # already names this position
     except CustodyError as exc:
         raise LogIntegrityError(f"leaf {position}: {exc}", index=position) from exc
     chain = chain_hash(chain, row.leaf_hash)

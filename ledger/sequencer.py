@@ -75,7 +75,7 @@ def initialise_log(
 ) -> StoredCheckpoint:
     """Create the log in an empty database with a signed checkpoint of the empty tree."""
     with store.write() as conn:
-        if store.is_initialised():
+        if store.is_initialised(conn):
             raise LogAlreadyInitialisedError("this database already holds a log")
         signed_at = clock()
         note = sign_checkpoint(Checkpoint(signer.name, 0, merkle.EMPTY_ROOT), signer)
@@ -125,8 +125,14 @@ def load_head(
             f"but the latest checkpoint covers {size}"
         )
     try:
+        # One read for the border and, when there is a last leaf, its inclusion path.
         border = merkle.range_nodes(0, size)
-        hashes = store.fetch_nodes(border, conn)
+        path = (
+            merkle.nodes_needed([*merkle.inclusion_ranges(size - 1, size), (size - 1, size)])
+            if size
+            else set()
+        )
+        hashes = store.fetch_nodes({*border, *path}, conn)
         tree = CompactRange(size, [hashes[node] for node in border])
         if tree.root() != root:
             raise StateMismatchError(f"stored tree hashes do not give the signed root at {size}")
@@ -135,7 +141,7 @@ def load_head(
         last = store.leaf(size - 1, conn)
         if merkle.leaf_hash(last.leaf_bytes) != last.leaf_hash:
             raise StateMismatchError(f"the last leaf ({size - 1}) does not match its leaf hash")
-        proof = store.inclusion_proof(size - 1, size, conn)
+        proof = merkle.build_inclusion_proof(size - 1, size, lambda _ids: hashes)
         merkle.verify_inclusion(last.leaf_hash, size - 1, size, proof.hashes, root)
         leaf = decode_leaf(last.leaf_bytes)
         before = store.leaf(size - 2, conn).chain_hash if size > 1 else ZERO_HASH

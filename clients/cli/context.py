@@ -69,10 +69,6 @@ class CliContext:
             self._store.close()
             self._store = None
 
-    def log_verifier_key(self) -> VerifierKey:
-        """The log's verifier key as this database records it."""
-        return VerifierKey.parse(self.store().info().verifier_key)
-
     def log_signer(self, key_path: Path | None = None) -> NoteSigner:
         path = key_path or self.log_key_path
         try:
@@ -92,14 +88,11 @@ class CliContext:
         """The key to check the log against: given (text or file), else the one `init` saved."""
         if vkey is not None:
             return VerifierKey.parse(read_text_file(Path(vkey)) if Path(vkey).is_file() else vkey)
-        if self.vkey_path.exists():
-            return VerifierKey.parse(read_text_file(self.vkey_path))
-        if not self.log_key_path.exists():
+        if not self.vkey_path.exists():
             raise LogNotInitialisedError(
                 f"no verifier key at {self.vkey_path}: pass the log's verifier key with --vkey"
             )
-        key = load_key(self.log_key_path, LOG_KEY_PASSPHRASE_ENV)
-        return NoteSigner(self.store().info().origin, key).verifier_key()
+        return VerifierKey.parse(read_text_file(self.vkey_path))
 
 
 def read_text_file(path: Path) -> str:

@@ -129,8 +129,8 @@ class LogStore:
             created_micros=_integer(row.created_micros, "log creation time"),
         )
 
-    def is_initialised(self) -> bool:
-        with self._read(None) as c:
+    def is_initialised(self, conn: Connection | None = None) -> bool:
+        with self._read(conn) as c:
             return c.execute(select(log_meta.c.id)).first() is not None
 
     def create_log(
