@@ -7,13 +7,13 @@ branch to a status code once; nothing else inspects messages.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from enum import StrEnum
 
 
 class CustodyError(Exception):
     """Root of every error Custody raises on purpose."""
 
-    reason: ClassVar[str] = "CUSTODY_ERROR"
+    reason: str = "CUSTODY_ERROR"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -112,6 +112,64 @@ class EntryTooLargeError(AdmissionError):
 
 class UnsignedEntryError(AdmissionError):
     reason = "UNSIGNED_ENTRY"
+
+
+class Rule(StrEnum):
+    """Reason codes of the domain admission rules (DESIGN.md 4.1).
+
+    Every refusal by the state machine carries exactly one of these; clients
+    branch on the code, people read the message.
+    """
+
+    # The payload itself
+    UNKNOWN_PAYLOAD_TYPE = "UNKNOWN_PAYLOAD_TYPE"
+    INVALID_PAYLOAD = "INVALID_PAYLOAD"
+    # Who signs, who records
+    NO_GENESIS = "NO_GENESIS"
+    GENESIS_NOT_FIRST = "GENESIS_NOT_FIRST"
+    UNKNOWN_PARTNER = "UNKNOWN_PARTNER"
+    KEY_NOT_VALID = "KEY_NOT_VALID"
+    IDENTITY_MISMATCH = "IDENTITY_MISMATCH"
+    ROLE_REQUIRED = "ROLE_REQUIRED"
+    THRESHOLD_NOT_MET = "THRESHOLD_NOT_MET"
+    THRESHOLD_UNREACHABLE = "THRESHOLD_UNREACHABLE"
+    # Identifiers
+    DUPLICATE_EVENT_ID = "DUPLICATE_EVENT_ID"
+    PARTNER_EXISTS = "PARTNER_EXISTS"
+    KEY_EXISTS = "KEY_EXISTS"
+    FACILITY_EXISTS = "FACILITY_EXISTS"
+    LOT_EXISTS = "LOT_EXISTS"
+    # Facilities
+    UNKNOWN_FACILITY = "UNKNOWN_FACILITY"
+    FACILITY_NOT_OWNED = "FACILITY_NOT_OWNED"
+    WRONG_FACILITY_TYPE = "WRONG_FACILITY_TYPE"
+    # Lots and custody
+    UNKNOWN_LOT = "UNKNOWN_LOT"
+    LOT_NOT_HELD = "LOT_NOT_HELD"
+    LOT_IN_TRANSIT = "LOT_IN_TRANSIT"
+    INSUFFICIENT_QUANTITY = "INSUFFICIENT_QUANTITY"
+    MASS_MISMATCH = "MASS_MISMATCH"
+    MASS_BALANCE_EXCEEDED = "MASS_BALANCE_EXCEEDED"
+    UNKNOWN_DISPATCH = "UNKNOWN_DISPATCH"
+    DISPATCH_NOT_OPEN = "DISPATCH_NOT_OPEN"
+    NOT_ADDRESSEE = "NOT_ADDRESSEE"
+    LOT_MISMATCH = "LOT_MISMATCH"
+    # Time
+    EVENT_IN_FUTURE = "EVENT_IN_FUTURE"
+    # Corrections
+    UNKNOWN_EVENT = "UNKNOWN_EVENT"
+    NOT_EVENT_OWNER = "NOT_EVENT_OWNER"
+    ALREADY_CORRECTED = "ALREADY_CORRECTED"
+    CORRECTION_NOT_APPLICABLE = "CORRECTION_NOT_APPLICABLE"
+
+
+class AdmissionRuleError(AdmissionError):
+    """An entry broke a domain admission rule; ``reason`` is its ``Rule`` code."""
+
+    def __init__(self, rule: Rule, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.reason = rule.value
 
 
 # --- storage and local state ---------------------------------------------------

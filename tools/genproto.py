@@ -14,6 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import grpc_tools
 from grpc_tools import protoc  # type: ignore[import-untyped]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +28,8 @@ def generate(out_dir: Path) -> None:
     args = [
         "grpc_tools.protoc",
         f"--proto_path={PROTO_ROOT}",
+        # The well-known types (google/protobuf/timestamp.proto) ship with grpcio-tools.
+        f"--proto_path={Path(grpc_tools.__file__).parent / '_proto'}",
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
         *sources,
