@@ -39,8 +39,10 @@ proto: $(STAMP)
 proto-check: $(STAMP)
 	$(BIN)/python -m tools.genproto --check gen
 
+## bench: the log core's and the domain's append benchmarks (minutes: they fill 1,000,000-entry logs)
 bench: $(STAMP)
-	$(BIN)/python bench/append.py
+	$(BIN)/python -m bench.append
+	$(BIN)/python -m bench.domain_append
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

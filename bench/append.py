@@ -1,8 +1,8 @@
 """Append throughput and proof serving, beside the raw Ed25519 verification rate.
 
-    python bench/append.py                 # full run: 1,000,000-entry log on SQLite
-    python bench/append.py --fill 100000   # quicker
-    python bench/append.py --db postgresql://postgres@127.0.0.1:5432/test
+    python -m bench.append                 # full run: 1,000,000-entry log on SQLite
+    python -m bench.append --fill 100000   # quicker
+    python -m bench.append --db postgresql://postgres@127.0.0.1:5432/test
 
 Measures, in one process and one run:
   * raw single-thread Ed25519 verification rate (the machine's reference);
@@ -35,7 +35,7 @@ from sqlalchemy import create_engine, text
 from ledger.admission import Submission
 from ledger.dsse import PAYLOAD_TYPE_EVENT, Signer, sign_envelope
 from ledger.note import NoteSigner
-from ledger.sequencer import Sequencer, initialise_log
+from ledger.sequencer import EnvelopeRules, Sequencer, initialise_log
 from ledger.storage import LogStore
 from ledger.storage.database import normalise_url, sqlite_url
 
@@ -104,13 +104,20 @@ def open_log(url: str) -> Sequencer:
     store = LogStore.open(url)
     signer = NoteSigner(ORIGIN, Ed25519PrivateKey.generate())
     initialise_log(store, signer)
-    return Sequencer(store, signer)
+    return Sequencer(store, signer, rules=EnvelopeRules())
 
 
-def reset_postgres(url: str) -> None:
+def reset_postgres(url: str, extra_tables: tuple[str, ...] = ()) -> None:
     engine = create_engine(url)
     with engine.begin() as connection:
-        for table in ("checkpoints", "tree_nodes", "leaves", "log_meta", "alembic_version"):
+        for table in (
+            *extra_tables,
+            "checkpoints",
+            "tree_nodes",
+            "leaves",
+            "log_meta",
+            "alembic_version",
+        ):
             connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
     engine.dispose()
 

@@ -19,14 +19,30 @@ MAX_PAYLOAD_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class Submission:
-    """An envelope offered to the log, with public keys for its signatures."""
+    """An envelope offered to the log, with public keys for its signatures.
+
+    ``authenticated_partner`` is the caller's verified identity (its mTLS
+    certificate) when it came over the network; the rules then require that
+    partner to be the one recording the entry. None for a local, trusted caller.
+    """
 
     envelope: Envelope
     public_keys: tuple[bytes, ...]
+    authenticated_partner: str | None = None
 
     @classmethod
-    def of(cls, envelope: Envelope, public_keys: Iterable[bytes]) -> Submission:
-        return cls(envelope=envelope, public_keys=tuple(public_keys))
+    def of(
+        cls,
+        envelope: Envelope,
+        public_keys: Iterable[bytes],
+        *,
+        authenticated_partner: str | None = None,
+    ) -> Submission:
+        return cls(
+            envelope=envelope,
+            public_keys=tuple(public_keys),
+            authenticated_partner=authenticated_partner,
+        )
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy import Connection
 
@@ -32,7 +33,7 @@ from ledger.errors import (
     StateMismatchError,
     VerificationError,
 )
-from ledger.leaf import ZERO_HASH, chain_hash, decode_leaf, encode_leaf
+from ledger.leaf import ZERO_HASH, SubjectLink, chain_hash, decode_leaf, encode_leaf
 from ledger.merkle import CompactRange, InclusionProof, NodeId
 from ledger.note import NoteSigner, VerifierKey
 from ledger.receipts import Receipt
@@ -48,6 +49,63 @@ def now_micros() -> int:
 
 
 AppendOutcome = Receipt | CustodyError
+
+
+class BatchRules(Protocol):
+    """Payload rules for one batch, reading and writing inside its transaction."""
+
+    def apply(
+        self, prepared: object, entry: AdmittedEntry, index: int, integration_time_micros: int
+    ) -> tuple[SubjectLink, ...]:
+        """Admit the entry at ``index`` (or raise its refusal, changing nothing);
+        return the leaf's subject links."""
+        ...
+
+    def finish(self, conn: Connection) -> None:
+        """Write what the batch's admitted entries changed."""
+        ...
+
+
+class EntryRules(Protocol):
+    """What the log requires of payloads beyond the envelope rules.
+
+    ``prepare`` runs on worker threads before the write lock and may only look
+    at the submission; ``begin`` runs under the lock, once per batch.
+    """
+
+    def prepare(self, submission: Submission, entry: AdmittedEntry) -> object: ...
+
+    def begin(self, conn: Connection, prepared: Sequence[object]) -> BatchRules: ...
+
+
+class EnvelopeRules:
+    """No payload rules: any well-signed envelope is admitted, with no subject links.
+
+    For a bare log of opaque entries (and the log core's own tests); a Custody
+    ledger runs ``ledger.custody_rules.CustodyRules``.
+    """
+
+    def prepare(self, submission: Submission, entry: AdmittedEntry) -> object:
+        return None
+
+    def begin(self, conn: Connection, prepared: Sequence[object]) -> BatchRules:
+        return self
+
+    def apply(
+        self, prepared: object, entry: AdmittedEntry, index: int, integration_time_micros: int
+    ) -> tuple[SubjectLink, ...]:
+        return ()
+
+    def finish(self, conn: Connection) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A submission that passed the stateless checks."""
+
+    entry: AdmittedEntry
+    payload: object
 
 
 @dataclass(frozen=True)
@@ -67,6 +125,7 @@ class _Batch:
     nodes: dict[NodeId, bytes]
     rows: list[StoredLeaf] = field(default_factory=list)
     assigned: dict[bytes, int] = field(default_factory=dict)
+    refused: dict[bytes, CustodyError] = field(default_factory=dict)
     earlier: dict[int, tuple[bytes, InclusionProof]] = field(default_factory=dict)
 
 
@@ -164,6 +223,7 @@ class Sequencer:
         store: LogStore,
         signer: NoteSigner,
         *,
+        rules: EntryRules,
         clock: Clock = now_micros,
         verify_threads: int = 2,
     ) -> None:
@@ -176,6 +236,7 @@ class Sequencer:
         self.store = store
         self.signer = signer
         self.log_key = signer.verifier_key()
+        self.rules = rules
         self._clock = clock
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=verify_threads) if verify_threads > 1 else None
@@ -205,12 +266,16 @@ class Sequencer:
     def append_batch(self, submissions: Sequence[Submission]) -> list[AppendOutcome]:
         """Admit, order and durably commit a batch; one outcome per submission, in order.
 
-        1. Admission rules on every submission, in parallel; a refused one gets
-           its error and takes no index.
+        1. Envelope rules and the payload's stateless checks on every
+           submission, in parallel; a refused one gets its error and takes no index.
         2. Under the log's write lock, reload the head if another process moved it.
-        3. Give each new entry the next index; an entry whose digest is already
-           logged (or repeated within the batch) keeps its original index.
-        4. Write leaves, tree nodes and one signed checkpoint; commit.
+        3. An entry whose digest is already logged (or repeated within the
+           batch) keeps its original index. Every other entry goes through the
+           payload rules against the state left by the entries before it; if
+           admitted it gets the next index and its subject links, if refused
+           it changes nothing.
+        4. Write leaves, tree nodes, the rules' derived state and one signed
+           checkpoint; commit.
         5. Answer each submission with a receipt against that checkpoint.
         """
         admitted = self._admit_all(submissions)
@@ -219,39 +284,58 @@ class Sequencer:
 
     # --- steps ---------------------------------------------------------------------
 
-    def _admit_all(self, submissions: Sequence[Submission]) -> list[AdmittedEntry | CustodyError]:
+    def _admit_all(self, submissions: Sequence[Submission]) -> list[_Prepared | CustodyError]:
         if self._pool is None or len(submissions) < _PARALLEL_VERIFY_MIN:
-            return _admit_chunk(submissions)
+            return self._admit_chunk(submissions)
         step = -(-len(submissions) // self._threads)
         chunks = [submissions[i : i + step] for i in range(0, len(submissions), step)]
-        return [outcome for part in self._pool.map(_admit_chunk, chunks) for outcome in part]
+        return [outcome for part in self._pool.map(self._admit_chunk, chunks) for outcome in part]
 
-    def _sequence(self, admitted: list[AdmittedEntry | CustodyError]) -> list[AppendOutcome]:
-        batch = self._commit([e for e in admitted if isinstance(e, AdmittedEntry)])
+    def _admit_chunk(self, submissions: Sequence[Submission]) -> list[_Prepared | CustodyError]:
+        outcomes: list[_Prepared | CustodyError] = []
+        for submission in submissions:
+            try:
+                entry = admit(submission)
+                outcomes.append(_Prepared(entry, self.rules.prepare(submission, entry)))
+            except CustodyError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    def _sequence(self, admitted: list[_Prepared | CustodyError]) -> list[AppendOutcome]:
+        batch = self._commit([e for e in admitted if isinstance(e, _Prepared)])
         # Committed: only now does the new head become visible and receipts exist.
         self._head = batch.head
         return self._receipts(admitted, batch)
 
-    def _commit(self, entries: list[AdmittedEntry]) -> _Batch:
+    def _commit(self, prepared: list[_Prepared]) -> _Batch:
         """Steps 2-4 of a batch, in one write transaction holding the log's lock."""
         with self.store.write() as conn:
             head = self._refresh_head(conn)
-            logged = self.store.indices_for_digests({e.digest for e in entries}, conn)
+            logged = self.store.indices_for_digests({p.entry.digest for p in prepared}, conn)
+            fresh = [p for p in prepared if p.entry.digest not in logged]
+            rules = self.rules.begin(conn, [p.payload for p in fresh])
             tree = head.tree.copy()
             batch = _Batch(head=head, logged=logged, nodes=dict(tree.nodes()))
             chain = head.chain_head
             integrated_at = max(self._clock(), head.last_time_micros)
             created: list[tuple[NodeId, bytes]] = []
-            for entry in entries:
-                if entry.digest in logged or entry.digest in batch.assigned:
+            for item in fresh:
+                entry = item.entry
+                if entry.digest in batch.assigned or entry.digest in batch.refused:
                     continue
                 index = tree.size
+                try:
+                    links = rules.apply(item.payload, entry, index, integrated_at)
+                except CustodyError as exc:
+                    batch.refused[entry.digest] = exc
+                    continue
                 leaf_bytes = encode_leaf(
                     index=index,
                     integration_time_micros=integrated_at,
                     prev_chain_hash=chain,
                     envelope=entry.envelope,
                     signer_keys=entry.signer_keys,
+                    subject_links=links,
                 )
                 leaf_hash = merkle.leaf_hash(leaf_bytes)
                 chain = chain_hash(chain, leaf_hash)
@@ -264,6 +348,7 @@ class Sequencer:
                 checkpoint = StoredCheckpoint(tree.size, root, note, integrated_at)
                 self.store.insert_leaves(conn, batch.rows)
                 self.store.insert_nodes(conn, created)
+                rules.finish(conn)
                 self.store.insert_checkpoint(conn, checkpoint)
                 batch.head = _Head(tree, chain, checkpoint, integrated_at)
                 batch.nodes.update(created)
@@ -302,7 +387,7 @@ class Sequencer:
         return moved
 
     def _receipts(
-        self, admitted: list[AdmittedEntry | CustodyError], batch: _Batch
+        self, admitted: list[_Prepared | CustodyError], batch: _Batch
     ) -> list[AppendOutcome]:
         """Step 5: a receipt for every admitted entry, against the batch's checkpoint."""
         head = batch.head
@@ -314,9 +399,13 @@ class Sequencer:
         )
         answered: set[int] = set()
         outcomes: list[AppendOutcome] = []
-        for item in admitted:
-            if isinstance(item, CustodyError):
-                outcomes.append(item)
+        for prepared in admitted:
+            if isinstance(prepared, CustodyError):
+                outcomes.append(prepared)
+                continue
+            item = prepared.entry
+            if item.digest in batch.refused:
+                outcomes.append(batch.refused[item.digest])
             elif item.digest in batch.assigned:
                 index = batch.assigned[item.digest]
                 outcomes.append(
@@ -328,13 +417,3 @@ class Sequencer:
                 leaf, proof = batch.earlier[index]
                 outcomes.append(Receipt(index, leaf, note, proof, duplicate=True))
         return outcomes
-
-
-def _admit_chunk(submissions: Sequence[Submission]) -> list[AdmittedEntry | CustodyError]:
-    outcomes: list[AdmittedEntry | CustodyError] = []
-    for submission in submissions:
-        try:
-            outcomes.append(admit(submission))
-        except CustodyError as exc:
-            outcomes.append(exc)
-    return outcomes

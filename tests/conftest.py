@@ -22,7 +22,7 @@ from ledger.admission import Submission
 from ledger.dsse import Signer, sign_envelope
 from ledger.keys import private_key_from_seed
 from ledger.note import NoteSigner
-from ledger.sequencer import Sequencer, initialise_log
+from ledger.sequencer import EnvelopeRules, Sequencer, initialise_log
 from ledger.storage import LogStore
 from ledger.storage.database import normalise_url, sqlite_url
 from tests.support import (
@@ -114,7 +114,7 @@ def log_signer() -> NoteSigner:
 @pytest.fixture
 def sequencer(store: LogStore, log_signer: NoteSigner) -> Iterator[Sequencer]:
     initialise_log(store, log_signer)
-    seq = Sequencer(store, log_signer)
+    seq = Sequencer(store, log_signer, rules=EnvelopeRules())
     yield seq
     seq.close()
 

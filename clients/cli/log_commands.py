@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import BinaryIO
+from typing import TextIO
 
 import click
 
@@ -14,12 +14,15 @@ from clients.cli.context import (
     load_key,
     passphrase_from_env,
 )
+from clients.cli.entries import PayloadDraft, parse_entries
 from clients.cli.render import b64, entry_json, micros_to_iso, to_json
 from clients.cli.verified_state import VerifiedState, read_checkpoint
 from ledger.admission import Submission
 from ledger.checkpoint import open_checkpoint
+from ledger.custody_rules import CustodyRules, reindex
 from ledger.dsse import Signer, sign_envelope
 from ledger.errors import (
+    AdmissionError,
     ConfigurationError,
     CustodyError,
     KeyFileError,
@@ -120,55 +123,83 @@ def log() -> None:
 
 
 @log.command("append")
-@click.argument("payload_file", type=click.File("rb"))
+@click.argument("entries_file", type=click.File("r", encoding="utf-8"))
 @click.option(
     "--key",
     "key_files",
     multiple=True,
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Signing key (repeat for several signatures).",
+    help="Signing key (repeat for several signatures, e.g. k administrators).",
 )
-@click.option("--payload-type", required=True, help="Media type of the payload.")
 @log_key_option
 @json_option
 @pass_cli
 def append(
     state: CliContext,
-    payload_file: BinaryIO,
+    entries_file: TextIO,
     key_files: tuple[Path, ...],
-    payload_type: str,
     log_key: Path | None,
     as_json: bool,
 ) -> None:
-    """Sign PAYLOAD_FILE (- for stdin) and append it; print the verified receipt."""
-    payload = payload_file.read()
+    """Sign the events in ENTRIES_FILE (- for stdin) and append them in one batch.
+
+    The file holds {"event": {...}} or {"governance": {...}} objects in
+    protobuf's JSON mapping of custody.v1.Event / custody.v1.Governance: one,
+    a JSON array, or one per line. Each receipt is verified before it is
+    printed; entries the admission rules refuse are reported with their
+    reason, change nothing, and make the command exit 1.
+    """
+    drafts = parse_entries(entries_file.read(), entries_file.name)
     signers = [Signer(load_key(path)) for path in key_files]
-    envelope = sign_envelope(payload_type, payload, signers)
-    sequencer = Sequencer(state.log_store(), state.log_signer(log_key), verify_threads=1)
+    keys = [s.public_key for s in signers]
+    envelopes = [sign_envelope(d.payload_type, d.payload, signers) for d in drafts]
+    store = state.log_store()
+    sequencer = Sequencer(
+        store, state.log_signer(log_key), rules=CustodyRules(store), verify_threads=1
+    )
     try:
-        receipt = sequencer.append(Submission.of(envelope, [s.public_key for s in signers]))
+        outcomes = sequencer.append_batch([Submission.of(e, keys) for e in envelopes])
     finally:
         sequencer.close()
-    verified = verify_receipt(receipt, sequencer.log_key, envelope.digest())
-    if as_json:
-        click.echo(
-            to_json(
-                {
-                    "index": receipt.index,
-                    "duplicate": receipt.duplicate,
-                    "entry_digest": b64(envelope.digest()),
-                    "leaf_hash": b64(receipt.inclusion.leaf_hash),
-                    "checkpoint": receipt.checkpoint.decode(),
-                    "inclusion_proof": receipt.inclusion.to_json(),
-                }
+    refused: list[tuple[PayloadDraft, CustodyError]] = []
+    results: list[dict[str, object]] = []
+    for draft, envelope, outcome in zip(drafts, envelopes, outcomes, strict=True):
+        if isinstance(outcome, CustodyError):
+            refused.append((draft, outcome))
+            results.append(
+                {"entry": draft.label, "refused": outcome.reason, "message": str(outcome)}
             )
+            continue
+        verify_receipt(outcome, sequencer.log_key, envelope.digest())
+        results.append(
+            {
+                "entry": draft.label,
+                "index": outcome.index,
+                "duplicate": outcome.duplicate,
+                "entry_digest": b64(envelope.digest()),
+                "leaf_hash": b64(outcome.inclusion.leaf_hash),
+                "checkpoint": outcome.checkpoint.decode(),
+                "inclusion_proof": outcome.inclusion.to_json(),
+            }
         )
-        return
-    what = "already logged at" if receipt.duplicate else "appended at"
-    click.echo(f"{what} index {receipt.index} (receipt verified)")
-    click.echo(f"tree size {verified.checkpoint.checkpoint.size}, checkpoint:")
-    click.echo(receipt.checkpoint.decode(), nl=False)
+    if as_json:
+        click.echo(to_json(results))
+    else:
+        for result in results:
+            if "refused" in result:
+                click.echo(f"refused  {result['entry']}: {result['refused']}: {result['message']}")
+            else:
+                what = "logged " if result["duplicate"] else "appended"
+                click.echo(
+                    f"{what} {result['entry']} at index {result['index']} (receipt verified)"
+                )
+        click.echo(f"tree size {sequencer.size}", err=True)
+    if refused:
+        draft, error = refused[0]
+        raise AdmissionError(
+            f"{len(refused)} of {len(drafts)} entries refused; first: {draft.label}: {error}"
+        )
 
 
 @log.command("checkpoint")
@@ -355,3 +386,16 @@ def verify(state: CliContext, vkey: str | None, checkpoint_files: tuple[Path, ..
     for checkpoint in trusted:
         click.echo(f"contains the trusted checkpoint of size {checkpoint.size}")
     click.echo(f"root {b64(result.root_hash)}")
+
+
+@log.command("reindex")
+@pass_cli
+def reindex_command(state: CliContext) -> None:
+    """Rebuild the derived indexes (lots, holders, registry, ...) from the leaves.
+
+    Every leaf is replayed through the admission rules and must be admitted
+    with the subject links it carries; otherwise nothing changes and the
+    command exits 3 naming the leaf.
+    """
+    report = reindex(state.log_store())
+    click.echo(f"reindexed {report.leaves} leaves in {report.seconds:.1f} s")

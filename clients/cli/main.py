@@ -10,6 +10,8 @@ import click
 from clients.cli.context import CliContext, default_data_dir
 from clients.cli.keys_commands import keys
 from clients.cli.log_commands import db, init, log
+from clients.cli.lot_commands import lot
+from clients.cli.sample_commands import sample
 from ledger.errors import CustodyError, LogIntegrityError
 
 
@@ -39,6 +41,8 @@ cli.add_command(init)
 cli.add_command(keys)
 cli.add_command(log)
 cli.add_command(db)
+cli.add_command(lot)
+cli.add_command(sample)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -223,6 +223,7 @@ class EventRecord:
     status: EventStatus
     corrected_by: str | None  # the correction's event id
     updated_index: int
+    lot_id: str | None = None  # the lot an extraction or recovery created
 
 
 @dataclass(frozen=True, slots=True)

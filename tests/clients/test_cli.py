@@ -11,30 +11,31 @@ import sys
 from pathlib import Path
 
 import pytest
+from google.protobuf import json_format
 from sqlalchemy import create_engine, text
 
-from clients.cli.main import main
 from clients.cli.verified_state import VerifiedState
+from custody.v1 import event_pb2, governance_pb2
 from ledger.checkpoint import open_checkpoint
+from ledger.domain.records import EVENT_PAYLOAD_TYPE, GOVERNANCE_PAYLOAD_TYPE
 from ledger.merkle import ConsistencyProof, InclusionProof
 from ledger.note import VerifierKey
 from ledger.storage.database import normalise_url, sqlite_url
-
-ORIGIN = "cli.custody.example/log"
-PAYLOAD_TYPE = "application/vnd.custody.test.v1+json"
-
-
-class Cli:
-    def __init__(self, home: Path, db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-        self.home, self.db_url, self.capsys = home, db_url, capsys
-
-    def run(self, *args: str, expect: int = 0) -> str:
-        self.capsys.readouterr()
-        code = main(["--data-dir", str(self.home), "--db", self.db_url, *args])
-        out, err = self.capsys.readouterr()
-        assert code == expect, f"exit {code}, stderr: {err}"
-        self.last_err = err
-        return out
+from tests.clients.cli_support import (
+    ADMIN,
+    LOT,
+    MINE,
+    ORIGIN,
+    TRADER,
+    Cli,
+    dispatch,
+    extraction,
+    genesis,
+    partner,
+    receipt,
+    small_consortium,
+    write_entries,
+)
 
 
 @pytest.fixture
@@ -44,16 +45,24 @@ def cli(tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]) -
 
 @pytest.fixture
 def populated(cli: Cli, tmp_path: Path) -> Cli:
+    """Six leaves, one append (and one signed checkpoint) each.
+
+    0 genesis, 1-2 admissions of a mine and a trader, 3 the mine's site (all
+    signed by admin.pem); 4 the mine's extraction of LOT and 5 its dispatch
+    to the trader (signed by mine.pem). trader.pem is the trader's key.
+    """
     cli.run("init", "--origin", ORIGIN)
-    cli.run("keys", "generate", "-o", str(tmp_path / "partner.pem"))
-    for number in range(6):
-        payload = tmp_path / f"event{number}.json"
-        payload.write_text(json.dumps({"shipment": number, "mass_g": 1000 * number}))
-        cli.run(
-            "log", "append", str(payload), "--key", str(tmp_path / "partner.pem"),
-            "--payload-type", PAYLOAD_TYPE,
-        )  # fmt: skip
+    keys, governance = small_consortium(cli, tmp_path)
+    events = [extraction("ev-extract"), dispatch("ev-dispatch", MINE, LOT, TRADER)]
+    for number, entry in enumerate(governance + events):
+        path = write_entries(tmp_path / f"entry{number}.json", entry)
+        cli.append(path, keys.admin if number < len(governance) else keys.mine)
     return cli
+
+
+def _genesis_signed_by(cli: Cli, key: Path, path: Path) -> Path:
+    """A genesis entry naming ``key`` (an existing key file) as the one administrator."""
+    return write_entries(path, genesis("gov-1", [partner(ADMIN, ["ADMIN"], cli.public_key(key))]))
 
 
 def test_init_prints_a_verifier_key_matching_the_log(cli: Cli) -> None:
@@ -76,13 +85,21 @@ def test_append_then_read_entry_checkpoint_and_proofs(populated: Cli, tmp_path: 
     checkpoint = open_checkpoint(note, key).checkpoint
     assert checkpoint.size == 6
 
+    # Leaves hold exactly the protobuf the JSON said, under the right payload type.
     entry = json.loads(cli.run("log", "entry", "3", "--json"))
     assert entry["index"] == 3
-    assert json.loads(base64.b64decode(entry["envelope"]["payload"])) == {
-        "shipment": 3,
-        "mass_g": 3000,
-    }
-    assert entry["envelope"]["payloadType"] == PAYLOAD_TYPE
+    assert entry["envelope"]["payloadType"] == GOVERNANCE_PAYLOAD_TYPE
+    written = json.loads((tmp_path / "entry3.json").read_text())["governance"]
+    logged = governance_pb2.Governance.FromString(base64.b64decode(entry["envelope"]["payload"]))
+    assert logged == json_format.ParseDict(written, governance_pb2.Governance())
+    assert logged.facility_registration.partner_id == MINE
+    extracted = json.loads(cli.run("log", "entry", "4", "--json"))
+    assert extracted["envelope"]["payloadType"] == EVENT_PAYLOAD_TYPE
+    event = event_pb2.Event.FromString(base64.b64decode(extracted["envelope"]["payload"]))
+    assert (event.event_id, event.extraction.lot_id) == ("ev-extract", LOT)
+    assert extracted["signer_keys"] == [cli.public_key(tmp_path / "mine.pem")]
+    assert {"subject": f"lot:{LOT}", "prev_index": None} in extracted["subject_links"]
+    assert f"payload type:     {EVENT_PAYLOAD_TYPE}" in cli.run("log", "entry", "4")
 
     proof_json = json.loads(cli.run("log", "prove", "inclusion", "3", "--json"))
     proof = InclusionProof.from_json(proof_json)
@@ -110,16 +127,26 @@ def test_append_from_stdin_and_resubmission(
     populated: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cli = populated
-    payload = b'{"receipt": 1}'
-    args = ["log", "append", "-", "--key", str(tmp_path / "partner.pem")]
-    args += ["--payload-type", PAYLOAD_TYPE, "--json"]
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(payload)))
-    first = json.loads(cli.run(*args))
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(payload)))
-    again = json.loads(cli.run(*args))
+    payload = json.dumps(receipt("ev-receipt", TRADER, "ev-dispatch", LOT)).encode()
+    args = ["log", "append", "-", "--key", str(tmp_path / "trader.pem"), "--json"]
+    monkeypatch.setattr(sys, "stdin", _stdin(payload))
+    [first] = json.loads(cli.run(*args))
+    monkeypatch.setattr(sys, "stdin", _stdin(payload))
+    [again] = json.loads(cli.run(*args))
     assert first["index"] == again["index"] == 6
     assert (first["duplicate"], again["duplicate"]) == (False, True)
+    assert first["entry"] == again["entry"] == "<stdin> #1 event ev-receipt"
+    assert again["entry_digest"] == first["entry_digest"]
+    assert again["leaf_hash"] == first["leaf_hash"]
     InclusionProof.from_json(again["inclusion_proof"]).verify()
+    assert cli.tree_size() == 7
+    assert json.loads(cli.run("lot", "show", LOT, "--json"))["holder"] == TRADER
+
+
+def _stdin(data: bytes) -> io.TextIOWrapper:
+    buffer = io.BytesIO(data)
+    buffer.name = "<stdin>"  # as sys.stdin.buffer is named
+    return io.TextIOWrapper(buffer)
 
 
 def test_errors_are_one_line_with_a_reason(cli: Cli, tmp_path: Path) -> None:
@@ -131,12 +158,15 @@ def test_errors_are_one_line_with_a_reason(cli: Cli, tmp_path: Path) -> None:
     cli.run("log", "prove", "inclusion", "0", "--size", "5", expect=1)
     assert "OUT_OF_RANGE" in cli.last_err
     cli.run("init", "--origin", "bad origin", expect=1)
-    (tmp_path / "p.txt").write_text("x")
-    cli.run(
-        "log", "append", str(tmp_path / "p.txt"), "--key", str(tmp_path / "missing.pem"),
-        "--payload-type", PAYLOAD_TYPE, expect=1,
-    )  # fmt: skip
+    cli.new_key(tmp_path / "admin.pem")
+    entries = _genesis_signed_by(cli, tmp_path / "admin.pem", tmp_path / "genesis.json")
+    cli.append(entries, tmp_path / "missing.pem", expect=1)
     assert "KEY_FILE" in cli.last_err
+    assert "missing.pem" in cli.last_err
+    assert len(cli.last_err.strip().splitlines()) == 1
+    cli.run("log", "append", str(entries), expect=2)  # --key is required
+    assert "--key" in cli.last_err
+    assert cli.tree_size() == 0
 
 
 def test_encrypted_partner_key(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -144,12 +174,14 @@ def test_encrypted_partner_key(cli: Cli, tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("CUSTODY_KEY_PASSPHRASE", "correct horse")
     cli.run("keys", "generate", "-o", str(tmp_path / "k.pem"), "--encrypt")
     assert b"ENCRYPTED" in (tmp_path / "k.pem").read_bytes()
-    (tmp_path / "p.txt").write_text("lot")
-    append = ["log", "append", str(tmp_path / "p.txt"), "--key", str(tmp_path / "k.pem")]
-    cli.run(*append, "--payload-type", PAYLOAD_TYPE)
+    entries = _genesis_signed_by(cli, tmp_path / "k.pem", tmp_path / "genesis.json")
     monkeypatch.setenv("CUSTODY_KEY_PASSPHRASE", "wrong")
-    cli.run(*append, "--payload-type", PAYLOAD_TYPE, expect=1)
+    cli.append(entries, tmp_path / "k.pem", expect=1)
     assert "KEY_FILE" in cli.last_err
+    assert cli.tree_size() == 0
+    monkeypatch.setenv("CUSTODY_KEY_PASSPHRASE", "correct horse")
+    assert "appended" in cli.append(entries, tmp_path / "k.pem")
+    assert cli.tree_size() == 1
 
 
 def test_verify_remembers_the_head_and_refuses_a_rollback(populated: Cli, tmp_path: Path) -> None:
@@ -237,15 +269,13 @@ def test_encrypted_log_key_elsewhere_and_reuse(
     log_key = tmp_path / "vault" / "log.pem"
     vkey = cli.run("init", "--origin", ORIGIN, "--log-key", str(log_key)).strip()
     assert b"ENCRYPTED" in log_key.read_bytes()
-    cli.run("keys", "generate", "-o", str(tmp_path / "p.pem"))
+    cli.new_key(tmp_path / "p.pem")
     shown = cli.run("keys", "show", str(tmp_path / "p.pem"))
     assert "keyid:" in shown
-    (tmp_path / "e.json").write_text("{}")
-    append = ["log", "append", str(tmp_path / "e.json"), "--key", str(tmp_path / "p.pem")]
-    append += ["--payload-type", PAYLOAD_TYPE]
-    cli.run(*append, expect=1)  # the log key is not in the data directory
+    entries = _genesis_signed_by(cli, tmp_path / "p.pem", tmp_path / "e.json")
+    cli.append(entries, tmp_path / "p.pem", expect=1)  # the log key is not in the data directory
     assert "--log-key" in cli.last_err
-    cli.run(*append, "--log-key", str(log_key))
+    cli.run("log", "append", str(entries), "--key", str(tmp_path / "p.pem"), "--log-key", str(log_key))
     assert "verified: 1 leaves" in cli.run("log", "verify", "--vkey", vkey)
 
     # A second database signed by the same key: --reuse-key is required and works.

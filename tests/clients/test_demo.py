@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from clients import demo
+from clients.sample.consortium import sample_entries
 
 
 def test_demo_runs_and_verifies(
@@ -16,7 +17,13 @@ def test_demo_runs_and_verifies(
     monkeypatch.delenv("CUSTODY_DATABASE_URL", raising=False)
     assert demo.main() == 0
     out = capsys.readouterr().out
-    assert f"log {demo.ORIGIN} verified: {len(demo.RECORDS)} leaves" in out
+    entries = len(sample_entries())
+    assert f"appended {entries} entries" in out
+    assert f"log {demo.ORIGIN} verified: {entries} leaves" in out
+    assert f"reindexed {entries} leaves" in out
+    # The trace prints the hand-worked cobalt split of the sample's battery cells.
+    assert "50.000%" in out
+    assert "artisanal" in out
     assert "— demo.custody.example/ledger " in out
     # Running it again starts from a fresh ledger.
     assert demo.main() == 0

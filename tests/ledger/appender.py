@@ -15,7 +15,7 @@ from ledger.dsse import sign_envelope
 from ledger.keys import private_key_from_seed
 from ledger.note import NoteSigner
 from ledger.receipts import Receipt
-from ledger.sequencer import Sequencer
+from ledger.sequencer import EnvelopeRules, Sequencer
 from ledger.storage import LogStore
 from tests.support import PAYLOAD_TYPE, TEST_ORIGIN, new_signer
 
@@ -24,7 +24,9 @@ LOG_KEY_SEED = b"\x01" * 32
 
 def main(url: str, label: str, batches: int, batch_size: int) -> int:
     store = LogStore.open(url, migrate=False)
-    sequencer = Sequencer(store, NoteSigner(TEST_ORIGIN, private_key_from_seed(LOG_KEY_SEED)))
+    sequencer = Sequencer(
+        store, NoteSigner(TEST_ORIGIN, private_key_from_seed(LOG_KEY_SEED)), rules=EnvelopeRules()
+    )
     signer = new_signer()
     for batch in range(batches):
         submissions = []

@@ -15,7 +15,7 @@ from pathlib import Path
 from ledger.keys import private_key_from_seed
 from ledger.log_verifier import verify_log
 from ledger.note import NoteSigner
-from ledger.sequencer import Sequencer, initialise_log
+from ledger.sequencer import EnvelopeRules, Sequencer, initialise_log
 from ledger.storage import LogStore
 from tests.ledger.appender import LOG_KEY_SEED
 from tests.support import TEST_ORIGIN
@@ -68,7 +68,7 @@ def test_a_killed_sequencer_loses_no_acknowledged_entry(database_url: str) -> No
     promised = _acknowledged(lines)
 
     # Start-up checks pass, the whole log verifies, and every promise holds.
-    restarted = Sequencer(store, signer)
+    restarted = Sequencer(store, signer, rules=EnvelopeRules())
     result = verify_log(store, signer.verifier_key())
     assert result.tree_size >= len(promised)
     _check_promises(store, promised)

@@ -15,7 +15,7 @@ from ledger.keys import private_key_from_seed
 from ledger.log_verifier import verify_log
 from ledger.merkle import verify_consistency, verify_inclusion
 from ledger.note import NoteSigner
-from ledger.sequencer import Sequencer, initialise_log
+from ledger.sequencer import EnvelopeRules, Sequencer, initialise_log
 from ledger.storage import LogStore
 from ledger.storage.database import sqlite_url
 from tests.support import PAYLOAD_TYPE, TEST_ORIGIN, new_signer
@@ -31,7 +31,7 @@ def test_any_batching_gives_one_verifiable_history(batches: list[int], data: st.
     with tempfile.TemporaryDirectory() as tmp:
         store = LogStore.open(sqlite_url(Path(tmp) / "p.db"))
         initialise_log(store, log_signer)
-        sequencer = Sequencer(store, log_signer, verify_threads=1)
+        sequencer = Sequencer(store, log_signer, rules=EnvelopeRules(), verify_threads=1)
         counter = 0
         for size in batches:
             submissions = []

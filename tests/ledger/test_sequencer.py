@@ -25,7 +25,7 @@ from ledger.log_verifier import verify_log
 from ledger.merkle import NodeId
 from ledger.note import NoteSigner
 from ledger.receipts import Receipt, verify_receipt
-from ledger.sequencer import Sequencer, initialise_log
+from ledger.sequencer import EnvelopeRules, Sequencer, initialise_log
 from ledger.storage import LogStore
 from ledger.storage.log_store import node_key
 from tests.support import TEST_ORIGIN, SubmissionFactory, new_signer
@@ -170,7 +170,7 @@ def test_restart_reloads_and_continues(
 ) -> None:
     sequencer.append_batch([make_submission() for _ in range(13)])
     root = sequencer.latest_checkpoint.root_hash
-    restarted = Sequencer(store, log_signer)
+    restarted = Sequencer(store, log_signer, rules=EnvelopeRules())
     assert restarted.size == 13
     assert restarted.latest_checkpoint.root_hash == root
     receipt = restarted.append(make_submission())
@@ -185,7 +185,7 @@ def test_two_sequencers_on_one_database_keep_one_history(
     log_signer: NoteSigner,
     make_submission: SubmissionFactory,
 ) -> None:
-    other = Sequencer(LogStore(store.engine), log_signer)
+    other = Sequencer(LogStore(store.engine), log_signer, rules=EnvelopeRules())
     sequencer.append_batch([make_submission() for _ in range(3)])
     # `other` still believes the log is empty; it must notice and continue at 3.
     assert other.append(make_submission()).index == 3
@@ -224,7 +224,7 @@ def test_initialise_twice_is_refused(store: LogStore, log_signer: NoteSigner) ->
 def test_another_signing_key_is_refused(sequencer: Sequencer, store: LogStore) -> None:
     impostor = NoteSigner(TEST_ORIGIN, private_key_from_seed(b"\x09" * 32))
     with pytest.raises(StateMismatchError):
-        Sequencer(store, impostor)
+        Sequencer(store, impostor, rules=EnvelopeRules())
 
 
 @pytest.mark.parametrize(
@@ -249,7 +249,7 @@ def test_start_up_refuses_a_tampered_store(
     with store.engine.begin() as connection:
         connection.execute(text(statement), {"junk": bytes(32), "level2_0": node_key(NodeId(2, 0))})
     with pytest.raises(StateMismatchError):
-        Sequencer(store, log_signer)
+        Sequencer(store, log_signer, rules=EnvelopeRules())
 
 
 def test_start_up_refuses_a_forged_last_leaf_under_a_stored_node(
@@ -290,7 +290,7 @@ def test_start_up_refuses_a_forged_last_leaf_under_a_stored_node(
             },
         )
     with pytest.raises(StateMismatchError):
-        Sequencer(store, log_signer)
+        Sequencer(store, log_signer, rules=EnvelopeRules())
 
 
 def test_proofs_from_storage_verify_against_every_checkpoint(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
+# The derived-state tables live on the same metadata; import them so autogenerate sees them.
+import ledger.storage.domain_schema  # noqa: F401
 from ledger.storage.schema import metadata
 
 
