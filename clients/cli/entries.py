@@ -44,21 +44,30 @@ def parse_entries(text: str, source: str = "input") -> list[PayloadDraft]:
 
 def _json_items(text: str, source: str) -> list[object]:
     stripped = text.strip()
+    if not stripped:
+        return []
     try:
-        whole = json.loads(stripped) if stripped else []
-    except json.JSONDecodeError:
-        whole = None
-    if isinstance(whole, list):
-        return whole
-    if whole is not None:
-        return [whole]
+        whole = json.loads(stripped)
+    except json.JSONDecodeError as document_error:
+        return _json_lines(text, source, document_error)
+    return whole if isinstance(whole, list) else [whole]
+
+
+def _json_lines(text: str, source: str, document_error: json.JSONDecodeError) -> list[object]:
+    """One JSON value per line; if the first line is no JSON, the file was one broken document."""
     items: list[object] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+    for position, (number, line) in enumerate(lines):
         try:
             items.append(json.loads(line))
         except json.JSONDecodeError as exc:
+            if position == 0:
+                # Positions in the stripped document; count the blank lines stripped before it.
+                skipped = text[: len(text) - len(text.lstrip())].count("\n")
+                raise MalformedError(
+                    f"{source} is not JSON: {document_error.msg} at line "
+                    f"{document_error.lineno + skipped} column {document_error.colno}"
+                ) from document_error
             raise MalformedError(f"{source} line {number} is not JSON: {exc.msg}") from exc
     return items
 
@@ -67,15 +76,20 @@ def _draft(item: object, where: str) -> PayloadDraft:
     if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in _KINDS:
         raise MalformedError(f'{where} must be {{"event": {{...}}}} or {{"governance": {{...}}}}')
     ((kind, body),) = item.items()
+    if not isinstance(body, dict):
+        raise MalformedError(f'{where}: the value of "{kind}" must be a JSON object')
     payload_type, message_class = _KINDS[kind]
     message = message_class()
     try:
         json_format.ParseDict(body, message)
     except json_format.ParseError as exc:
-        raise MalformedError(f"{where} is not a valid custody.v1 {kind}: {exc}") from exc
+        # protobuf appends the list of known fields on further lines; one line is enough.
+        reason = str(exc).splitlines()[0].rstrip(".")
+        raise MalformedError(f"{where} is not a valid custody.v1 {kind}: {reason}") from exc
     ident = getattr(message, "event_id", "") or getattr(message, "action_id", "")
+    label = f"{where} {kind} {ident}".rstrip()
     # Serialised once, here; the signature covers exactly these bytes.
-    return PayloadDraft(payload_type, message.SerializeToString(), f"{where} {kind} {ident}")
+    return PayloadDraft(payload_type, message.SerializeToString(), label)
 
 
 def entry_to_json(payload_type: str, payload: bytes) -> dict[str, object] | None:

@@ -196,10 +196,13 @@ def append(
                 )
         click.echo(f"tree size {sequencer.size}", err=True)
     if refused:
-        draft, error = refused[0]
-        raise AdmissionError(
-            f"{len(refused)} of {len(drafts)} entries refused; first: {draft.label}: {error}"
+        draft, first = refused[0]
+        error = AdmissionError(
+            f"{len(refused)} of {len(drafts)} entries refused (they changed nothing); "
+            f"first: {draft.label}: {first}"
         )
+        error.reason = first.reason  # the exit line names the rule that refused
+        raise error
 
 
 @log.command("checkpoint")

@@ -53,6 +53,7 @@ def sample(
     cell maker, a recycler, a lab and an auditor, and the custody history
     of a lot of battery cells. Every entry goes through the admission rules.
     """
+    key_paths = _check_options(synthetic_count, seed, export_keys)
     store = state.log_store()
     if store.size() != 0:
         raise ConfigurationError(
@@ -87,12 +88,30 @@ def sample(
     click.echo(f"appended {appended:,} entries in {seconds:.1f} s; tree size {sequencer.size}")
     if synthetic_count is None:
         click.echo(f"trace the sample's battery cells with: custody lot trace {FINAL_LOT_ID}")
+    for partner_id, path in key_paths:
+        save_private_key(partner_private_key(partner_id), path)
     if export_keys is not None:
-        for partner in SAMPLE_PARTNERS:
-            save_private_key(
-                partner_private_key(partner.partner_id), export_keys / f"{partner.partner_id}.pem"
-            )
         click.echo(f"sample partner keys written to {export_keys}/ (public keys: samples only)")
+
+
+def _check_options(
+    synthetic_count: int | None, seed: int, export_keys: Path | None
+) -> list[tuple[str, Path]]:
+    """Refuse contradictory options before anything is appended; the key files to write."""
+    if synthetic_count is not None and export_keys is not None:
+        raise ConfigurationError("--export-keys exports the sample's keys; it has no --synthetic")
+    if synthetic_count is None and seed != 0:
+        raise ConfigurationError("--seed applies to --synthetic only")
+    return [] if export_keys is None else _key_paths(export_keys)
+
+
+def _key_paths(directory: Path) -> list[tuple[str, Path]]:
+    """Where each sample key goes; checked before anything is appended."""
+    paths = [(p.partner_id, directory / f"{p.partner_id}.pem") for p in SAMPLE_PARTNERS]
+    taken = [str(path) for _, path in paths if path.exists()]
+    if taken:
+        raise ConfigurationError(f"--export-keys would overwrite {', '.join(taken)}")
+    return paths
 
 
 def _batches(items: Iterable[Submission], size: int) -> Iterator[list[Submission]]:

@@ -45,18 +45,23 @@ def cli(tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]) -
 
 @pytest.fixture
 def populated(cli: Cli, tmp_path: Path) -> Cli:
-    """Six leaves, one append (and one signed checkpoint) each.
+    """Six leaves in four appends, so signed checkpoints at sizes 2, 4, 5 and 6.
 
-    0 genesis, 1-2 admissions of a mine and a trader, 3 the mine's site (all
-    signed by admin.pem); 4 the mine's extraction of LOT and 5 its dispatch
-    to the trader (signed by mine.pem). trader.pem is the trader's key.
+    0 genesis and 1 admission of a mine, then 2 admission of a trader and 3
+    the mine's site (all signed by admin.pem); 4 the mine's extraction of LOT,
+    then 5 its dispatch to the trader (signed by mine.pem). trader.pem is the
+    trader's key.
     """
     cli.run("init", "--origin", ORIGIN)
     keys, governance = small_consortium(cli, tmp_path)
-    events = [extraction("ev-extract"), dispatch("ev-dispatch", MINE, LOT, TRADER)]
-    for number, entry in enumerate(governance + events):
-        path = write_entries(tmp_path / f"entry{number}.json", entry)
-        cli.append(path, keys.admin if number < len(governance) else keys.mine)
+    batches = [
+        (governance[:2], keys.admin),
+        (governance[2:], keys.admin),
+        ([extraction("ev-extract")], keys.mine),
+        ([dispatch("ev-dispatch", MINE, LOT, TRADER)], keys.mine),
+    ]
+    for number, (entries, key) in enumerate(batches):
+        cli.append(write_entries(tmp_path / f"batch{number}.json", entries), key)
     return cli
 
 
@@ -89,7 +94,7 @@ def test_append_then_read_entry_checkpoint_and_proofs(populated: Cli, tmp_path: 
     entry = json.loads(cli.run("log", "entry", "3", "--json"))
     assert entry["index"] == 3
     assert entry["envelope"]["payloadType"] == GOVERNANCE_PAYLOAD_TYPE
-    written = json.loads((tmp_path / "entry3.json").read_text())["governance"]
+    written = json.loads((tmp_path / "batch1.json").read_text())[1]["governance"]
     logged = governance_pb2.Governance.FromString(base64.b64decode(entry["envelope"]["payload"]))
     assert logged == json_format.ParseDict(written, governance_pb2.Governance())
     assert logged.facility_registration.partner_id == MINE
@@ -275,7 +280,9 @@ def test_encrypted_log_key_elsewhere_and_reuse(
     entries = _genesis_signed_by(cli, tmp_path / "p.pem", tmp_path / "e.json")
     cli.append(entries, tmp_path / "p.pem", expect=1)  # the log key is not in the data directory
     assert "--log-key" in cli.last_err
-    cli.run("log", "append", str(entries), "--key", str(tmp_path / "p.pem"), "--log-key", str(log_key))
+    cli.run(
+        "log", "append", str(entries), "--key", str(tmp_path / "p.pem"), "--log-key", str(log_key)
+    )
     assert "verified: 1 leaves" in cli.run("log", "verify", "--vkey", vkey)
 
     # A second database signed by the same key: --reuse-key is required and works.
