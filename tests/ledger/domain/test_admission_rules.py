@@ -273,24 +273,14 @@ def in_days(days: float) -> Timestamp:
 Scenario = Callable[[Ledger], Submission]
 AFTER_PREAMBLE: dict[Rule, list[Scenario]] = {}
 BEFORE_GENESIS: dict[Rule, list[Scenario]] = {}
-KNOWN_BUGS: list[tuple[Rule, Scenario, str]] = []
 
 
-def refusal(
-    rule: Rule, *, before_genesis: bool = False, bug: str | None = None
-) -> Callable[[Scenario], Scenario]:
-    """Register a scenario: it sets up the ledger and returns the entry refused with ``rule``.
-
-    ``bug`` marks a scenario the rules get wrong today: it runs on its own ledger
-    as a strict xfail, so that fixing the bug makes it pass and flags the marker.
-    """
+def refusal(rule: Rule, *, before_genesis: bool = False) -> Callable[[Scenario], Scenario]:
+    """Register a scenario: it sets up the ledger and returns the entry refused with ``rule``."""
 
     def register(scenario: Scenario) -> Scenario:
-        if bug is not None:
-            KNOWN_BUGS.append((rule, scenario, bug))
-        else:
-            table = BEFORE_GENESIS if before_genesis else AFTER_PREAMBLE
-            table.setdefault(rule, []).append(scenario)
+        table = BEFORE_GENESIS if before_genesis else AFTER_PREAMBLE
+        table.setdefault(rule, []).append(scenario)
         return scenario
 
     return register
@@ -1417,19 +1407,6 @@ def test_refused_before_genesis(empty_ledger: Ledger) -> None:
     ]
     report(failures)
     assert empty_ledger.sequencer.size == 0
-
-
-@pytest.mark.parametrize(
-    ("rule", "scenario"),
-    [
-        pytest.param(
-            rule, scenario, id=name_of(scenario), marks=pytest.mark.xfail(strict=True, reason=bug)
-        )
-        for rule, scenario, bug in KNOWN_BUGS
-    ],
-)
-def test_refused_known_bug(ledger: Ledger, rule: Rule, scenario: Scenario) -> None:
-    assert_refused(ledger, scenario(ledger), rule)
 
 
 def test_receipt_checks_follow_the_documented_order(ledger: Ledger) -> None:
