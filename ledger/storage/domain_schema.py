@@ -11,6 +11,13 @@ IntEnums are stored as integers and Enums as their text value; tuples
 compact JSON text; None as NULL. Log indices are named ``idx`` as in
 ``leaves``. Text-keyed tables are WITHOUT ROWID on SQLite, so a lookup by key is
 one B-tree descent rather than two.
+
+The tables of particular events (dispatches, transformations, assays,
+certifications, lot inputs) are keyed by the event's log index, not by its
+client-chosen id: their rows are then appended in key order and a batch
+dirties a few pages at the end of each table, where random ids (UUIDs)
+would dirty one page per row all over it; the write volume per batch would
+then grow with the log. ``events`` alone maps an id to its index.
 """
 
 from __future__ import annotations
@@ -152,12 +159,12 @@ events = Table(
 dispatches = Table(
     "dispatches",
     metadata,
-    Column("event_id", Identifier, primary_key=True),
+    Column("event_id", Identifier, nullable=False),
     Column("lot_id", Identifier, nullable=False),
     Column("from_partner_id", Identifier, nullable=False),
     Column("to_partner_id", Identifier, nullable=False),
     Column("mass_grams", BigInteger, nullable=False),
-    Column("idx", BigInteger, nullable=False),
+    Column("idx", RowIndex, primary_key=True, autoincrement=False),
     Column("state", Text, nullable=False),  # DispatchState
     Column("received_grams", BigInteger, nullable=True),
     Column("closed_index", BigInteger, nullable=True),
@@ -165,45 +172,42 @@ dispatches = Table(
     # Both end in idx so that open dispatches come out in log order from the index.
     Index("ix_dispatches_to_state", "to_partner_id", "state", "idx"),
     Index("ix_dispatches_state", "state", "idx"),
-    sqlite_with_rowid=False,
 )
 
 transformations = Table(
     "transformations",
     metadata,
-    Column("event_id", Identifier, primary_key=True),
+    Column("event_id", Identifier, nullable=False),
     Column("partner_id", Identifier, nullable=False),
     Column("facility_id", Identifier, nullable=False),
     Column("process", SmallInteger, nullable=False),  # Process
     Column("inputs", Text, nullable=False),  # JSON [[lot id, consumed grams], ...]
     Column("outputs", Text, nullable=False),  # JSON [lot id, ...]
-    Column("idx", BigInteger, nullable=False),
+    Column("idx", RowIndex, primary_key=True, autoincrement=False),
     Column("event_time_micros", BigInteger, nullable=False),
     Column("voided", Boolean, nullable=False),
     Column("updated_index", BigInteger, nullable=False),
-    sqlite_with_rowid=False,
 )
 
 assays = Table(
     "assays",
     metadata,
-    Column("event_id", Identifier, primary_key=True),
+    Column("event_id", Identifier, nullable=False),
     Column("lot_id", Identifier, nullable=False),
     Column("lab_id", Identifier, nullable=False),
     Column("contents", Text, nullable=False),  # JSON [[element, ppm], ...]
     Column("method", Text, nullable=False),
     Column("sample_id", Text, nullable=False),
-    Column("idx", BigInteger, nullable=False),
+    Column("idx", RowIndex, primary_key=True, autoincrement=False),
     Column("status", Text, nullable=False),  # EventStatus
     Column("updated_index", BigInteger, nullable=False),
     Index("ix_assays_lot", "lot_id", "idx"),
-    sqlite_with_rowid=False,
 )
 
 certifications = Table(
     "certifications",
     metadata,
-    Column("event_id", Identifier, primary_key=True),
+    Column("event_id", Identifier, nullable=False),
     Column("auditor_id", Identifier, nullable=False),
     Column("facility_id", Identifier, nullable=False),
     Column("scheme", Text, nullable=False),
@@ -211,11 +215,10 @@ certifications = Table(
     Column("certification_status", SmallInteger, nullable=False),  # CertificationStatus
     Column("valid_from_micros", BigInteger, nullable=False),
     Column("valid_until_micros", BigInteger, nullable=False),
-    Column("idx", BigInteger, nullable=False),
+    Column("idx", RowIndex, primary_key=True, autoincrement=False),
     Column("status", Text, nullable=False),  # EventStatus
     Column("updated_index", BigInteger, nullable=False),
     Index("ix_certifications_facility", "facility_id", "idx"),
-    sqlite_with_rowid=False,
 )
 
 subject_heads = Table(
@@ -237,10 +240,11 @@ subject_events = Table(
 lot_inputs = Table(
     "lot_inputs",
     metadata,
-    Column("event_id", Identifier, primary_key=True),
-    Column("lot_id", Identifier, primary_key=True),
+    Column("event_id", Identifier, nullable=False),
+    Column("lot_id", Identifier, nullable=False),
     Column("consumed_grams", BigInteger, nullable=False),
     Column("idx", BigInteger, nullable=False),
+    PrimaryKeyConstraint("idx", "lot_id"),
     # "Who consumed this lot", in log order.
     Index("ix_lot_inputs_lot", "lot_id", "idx"),
     sqlite_with_rowid=False,

@@ -645,10 +645,19 @@ class _RecordTable(Generic[R]):
     values: Callable[[R], Values]
     record: Callable[[Sequence[Any]], R]  # a row of ``select(table)``, in column order
     by_keys: Select[Any] = field(init=False)
-    """``SELECT * WHERE key IN (...)`` with one expanding parameter, built once."""
+    """``SELECT * WHERE key IN (...)`` with one expanding parameter, built once.
+
+    When ``key`` is a column of ``events`` (an event id), the kind's own table
+    is keyed by the event's log index and is reached through ``events``.
+    """
 
     def __post_init__(self) -> None:
-        query = select(self.table).where(self.key.in_(bindparam("keys", expanding=True)))
+        keys = self.key.in_(bindparam("keys", expanding=True))
+        if self.key.table is events and self.table is not events:
+            source = self.table.join(events, events.c.idx == self.table.c.idx)
+            query = select(self.table).select_from(source).where(keys)
+        else:
+            query = select(self.table).where(keys)
         object.__setattr__(self, "by_keys", query)
 
 
@@ -659,16 +668,16 @@ _RECORD_TABLES: dict[type[Any], _RecordTable[Any]] = {
     Facility: _RecordTable(facilities, facilities.c.facility_id, _facility_values, _facility_of),
     Lot: _RecordTable(lots, lots.c.lot_id, _lot_values, _lot_of),
     EventRecord: _RecordTable(events, events.c.event_id, _event_values, _event_of),
-    DispatchRecord: _RecordTable(dispatches, dispatches.c.event_id, _dispatch_values, _dispatch_of),
+    DispatchRecord: _RecordTable(dispatches, events.c.event_id, _dispatch_values, _dispatch_of),
     TransformationRecord: _RecordTable(
         transformations,
-        transformations.c.event_id,
+        events.c.event_id,
         _transformation_values,
         _transformation_of,
     ),
-    AssayRecord: _RecordTable(assays, assays.c.event_id, _assay_values, _assay_of),
+    AssayRecord: _RecordTable(assays, events.c.event_id, _assay_values, _assay_of),
     CertificationRecord: _RecordTable(
-        certifications, certifications.c.event_id, _certification_values, _certification_of
+        certifications, events.c.event_id, _certification_values, _certification_of
     ),
     SubjectHead: _RecordTable(
         subject_heads, subject_heads.c.subject, _subject_head_values, _subject_head_of
@@ -693,7 +702,7 @@ _HISTORY_TABLES: dict[type[Any], _HistoryTable[Any]] = {
         _subject_event_of,
     ),
     LotInput: _HistoryTable(
-        lot_inputs, lambda row: (row.event_id, row.lot_id), _lot_input_values, _lot_input_of
+        lot_inputs, lambda row: (row.index, row.lot_id), _lot_input_values, _lot_input_of
     ),
     Partner: _HistoryTable(
         partner_versions,
@@ -938,7 +947,8 @@ class DomainView:
 
     def _one(self, kind: type[R], key: object) -> R | None:
         mapping: _RecordTable[R] = _RECORD_TABLES[kind]
-        rows = self._rows(select(mapping.table).where(mapping.key == key))
+        with self._read() as conn:
+            rows = conn.execute(mapping.by_keys, {"keys": [key]}).all()
         return mapping.record(rows[0]) if rows else None
 
     # --- single records ---------------------------------------------------------------

@@ -136,7 +136,7 @@ def sample_records() -> list[Record]:
                 event_id=f"E-{number}",
                 partner_id="all-roles",
                 kind=kind,
-                index=number,
+                index=1_000 + number,
                 event_time_micros=0 if number % 2 else 1_700_000_000_000_000 + number,
                 status=status,
                 corrected_by=None if status is EventStatus.ACTIVE else f"C-{number}",
@@ -208,7 +208,36 @@ def sample_records() -> list[Record]:
                 updated_index=150 + number,
             )
         )
-    return records
+    return records + _events_of(records)
+
+
+def _events_of(records: list[Record]) -> list[Record]:
+    """The event record each dispatch, transformation, assay and certification comes with.
+
+    Those tables are keyed by the event's log index and reached through ``events``.
+    """
+    kinds = {
+        DispatchRecord: EventKind.DISPATCH,
+        TransformationRecord: EventKind.TRANSFORMATION,
+        AssayRecord: EventKind.ASSAY,
+        CertificationRecord: EventKind.CERTIFICATION,
+    }
+    return [
+        EventRecord(
+            event_id=record.event_id,
+            partner_id="all-roles",
+            kind=kinds[type(record)],
+            index=record.index,
+            event_time_micros=1,
+            status=EventStatus.ACTIVE,
+            corrected_by=None,
+            updated_index=record.index,
+        )
+        for record in records
+        if isinstance(
+            record, DispatchRecord | TransformationRecord | AssayRecord | CertificationRecord
+        )
+    ]
 
 
 def test_every_record_kind_round_trips_exactly(log: LogStore, domain: DomainStore) -> None:
@@ -534,7 +563,7 @@ def test_open_dispatches_in_log_order(log: LogStore, domain: DomainStore) -> Non
 def test_consumers_assays_and_certifications(log: LogStore, domain: DomainStore) -> None:
     state = DomainState()
     for row in [
-        LotInput("L", "T-b", 1, 7),
+        LotInput("L", "T-b", 1, 9),
         LotInput("L", "T-a", 2, 7),
         LotInput("L", "T-0", 3, 2),
         LotInput("other", "T-a", 4, 7),
@@ -568,7 +597,7 @@ def test_consumers_assays_and_certifications(log: LogStore, domain: DomainStore)
     assert view.consumers_of("L") == [
         LotInput("L", "T-0", 3, 2),
         LotInput("L", "T-a", 2, 7),
-        LotInput("L", "T-b", 1, 7),
+        LotInput("L", "T-b", 1, 9),
     ]
     assert view.consumers_of("nothing") == []
     assert view.assays_of("L") == sorted(assays, key=lambda a: a.index)

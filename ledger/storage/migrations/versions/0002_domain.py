@@ -118,51 +118,48 @@ def upgrade() -> None:
     )
     op.create_table(
         "dispatches",
-        sa.Column("event_id", Identifier, primary_key=True),
+        sa.Column("event_id", Identifier, nullable=False),
         sa.Column("lot_id", Identifier, nullable=False),
         sa.Column("from_partner_id", Identifier, nullable=False),
         sa.Column("to_partner_id", Identifier, nullable=False),
         sa.Column("mass_grams", sa.BigInteger, nullable=False),
-        sa.Column("idx", sa.BigInteger, nullable=False),
+        sa.Column("idx", RowIndex, primary_key=True, autoincrement=False),
         sa.Column("state", sa.Text, nullable=False),
         sa.Column("received_grams", sa.BigInteger, nullable=True),
         sa.Column("closed_index", sa.BigInteger, nullable=True),
         sa.Column("updated_index", sa.BigInteger, nullable=False),
-        sqlite_with_rowid=False,
     )
     op.create_index("ix_dispatches_to_state", "dispatches", ["to_partner_id", "state", "idx"])
     op.create_index("ix_dispatches_state", "dispatches", ["state", "idx"])
     op.create_table(
         "transformations",
-        sa.Column("event_id", Identifier, primary_key=True),
+        sa.Column("event_id", Identifier, nullable=False),
         sa.Column("partner_id", Identifier, nullable=False),
         sa.Column("facility_id", Identifier, nullable=False),
         sa.Column("process", sa.SmallInteger, nullable=False),
         sa.Column("inputs", sa.Text, nullable=False),
         sa.Column("outputs", sa.Text, nullable=False),
-        sa.Column("idx", sa.BigInteger, nullable=False),
+        sa.Column("idx", RowIndex, primary_key=True, autoincrement=False),
         sa.Column("event_time_micros", sa.BigInteger, nullable=False),
         sa.Column("voided", sa.Boolean, nullable=False),
         sa.Column("updated_index", sa.BigInteger, nullable=False),
-        sqlite_with_rowid=False,
     )
     op.create_table(
         "assays",
-        sa.Column("event_id", Identifier, primary_key=True),
+        sa.Column("event_id", Identifier, nullable=False),
         sa.Column("lot_id", Identifier, nullable=False),
         sa.Column("lab_id", Identifier, nullable=False),
         sa.Column("contents", sa.Text, nullable=False),
         sa.Column("method", sa.Text, nullable=False),
         sa.Column("sample_id", sa.Text, nullable=False),
-        sa.Column("idx", sa.BigInteger, nullable=False),
+        sa.Column("idx", RowIndex, primary_key=True, autoincrement=False),
         sa.Column("status", sa.Text, nullable=False),
         sa.Column("updated_index", sa.BigInteger, nullable=False),
-        sqlite_with_rowid=False,
     )
     op.create_index("ix_assays_lot", "assays", ["lot_id", "idx"])
     op.create_table(
         "certifications",
-        sa.Column("event_id", Identifier, primary_key=True),
+        sa.Column("event_id", Identifier, nullable=False),
         sa.Column("auditor_id", Identifier, nullable=False),
         sa.Column("facility_id", Identifier, nullable=False),
         sa.Column("scheme", sa.Text, nullable=False),
@@ -170,10 +167,9 @@ def upgrade() -> None:
         sa.Column("certification_status", sa.SmallInteger, nullable=False),
         sa.Column("valid_from_micros", sa.BigInteger, nullable=False),
         sa.Column("valid_until_micros", sa.BigInteger, nullable=False),
-        sa.Column("idx", sa.BigInteger, nullable=False),
+        sa.Column("idx", RowIndex, primary_key=True, autoincrement=False),
         sa.Column("status", sa.Text, nullable=False),
         sa.Column("updated_index", sa.BigInteger, nullable=False),
-        sqlite_with_rowid=False,
     )
     op.create_index("ix_certifications_facility", "certifications", ["facility_id", "idx"])
     op.create_table(
@@ -190,10 +186,11 @@ def upgrade() -> None:
     )
     op.create_table(
         "lot_inputs",
-        sa.Column("event_id", Identifier, primary_key=True),
-        sa.Column("lot_id", Identifier, primary_key=True),
+        sa.Column("event_id", Identifier, nullable=False),
+        sa.Column("lot_id", Identifier, nullable=False),
         sa.Column("consumed_grams", sa.BigInteger, nullable=False),
         sa.Column("idx", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint("idx", "lot_id"),
         sqlite_with_rowid=False,
     )
     op.create_index("ix_lot_inputs_lot", "lot_inputs", ["lot_id", "idx"])
