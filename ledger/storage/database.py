@@ -23,11 +23,17 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from ledger.errors import LogNotInitialisedError, StorageError
+from ledger.errors import ConfigurationError, LogNotInitialisedError, StorageError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-SQLITE_CACHE_KIB = 64 * 1024
+SQLITE_WAL_AUTOCHECKPOINT_PAGES = 10_000
+SQLITE_CACHE_MIB_DEFAULT = 64
+SQLITE_CACHE_ENV = "CUSTODY_SQLITE_CACHE_MIB"
+"""SQLite's page cache per connection. Size it to the ledger's hot pages: the
+random-key indexes (entry digests, event ids) of a log of n entries need
+about n * 150 bytes. Pages outside it come from the OS, which on machines that
+reclaim cold page cache proactively means from disk."""
 # Arbitrary but fixed: every Custody process contends for this one key.
 SEQUENCER_LOCK_KEY = 0x637573746F6479  # "custody"
 _WRITE = "custody_write"
@@ -76,7 +82,23 @@ def create_database_engine(url: str, *, create: bool = True, **kwargs: Any) -> E
     return engine
 
 
+def sqlite_cache_mib() -> int:
+    """The SQLite page cache size, from CUSTODY_SQLITE_CACHE_MIB (default 64 MiB)."""
+    text = os.environ.get(SQLITE_CACHE_ENV, "").strip()
+    if not text:
+        return SQLITE_CACHE_MIB_DEFAULT
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1 << 20:
+        raise ConfigurationError(f"{SQLITE_CACHE_ENV} must be a number of MiB, got {text!r}")
+    return value
+
+
 def _configure_sqlite(engine: Engine) -> None:
+    cache_kib = sqlite_cache_mib() * 1024
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's begin event issue BEGIN itself, so writers can ask for IMMEDIATE.
@@ -84,9 +106,12 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
+        # Checkpoint every ~40 MB of WAL rather than 4 MB: a page rewritten by several
+        # batches in a row is then copied back to the database once.
+        cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        # Room for the hot pages of the entry-digest index, whose inserts land at random.
-        cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        # Room for the hot pages of the indexes whose inserts land at random.
+        cursor.execute(f"PRAGMA cache_size=-{cache_kib}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from ledger.errors import (
+    ConfigurationError,
     LogIntegrityError,
     LogNotInitialisedError,
     NotFoundError,
@@ -19,7 +20,13 @@ from ledger.merkle import NodeId
 from ledger.records import StoredLeaf
 from ledger.sequencer import Sequencer
 from ledger.storage import LogStore, create_database_engine, migrate
-from ledger.storage.database import normalise_url, schema_is_current, sqlite_url
+from ledger.storage.database import (
+    SQLITE_CACHE_ENV,
+    normalise_url,
+    schema_is_current,
+    sqlite_cache_mib,
+    sqlite_url,
+)
 from tests.support import SubmissionFactory
 
 
@@ -157,3 +164,24 @@ def test_readers_do_not_create_a_database(tmp_path: Path) -> None:
     with pytest.raises(LogNotInitialisedError):
         LogStore.open(sqlite_url(missing), migrate=False)
     assert not missing.parent.exists()
+
+
+def test_sqlite_cache_size_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SQLITE_CACHE_ENV, raising=False)
+    assert sqlite_cache_mib() == 64
+    monkeypatch.setenv(SQLITE_CACHE_ENV, "256")
+    assert sqlite_cache_mib() == 256
+    for bad in ("0", "-5", "lots", "1.5"):
+        monkeypatch.setenv(SQLITE_CACHE_ENV, bad)
+        with pytest.raises(ConfigurationError, match=SQLITE_CACHE_ENV):
+            sqlite_cache_mib()
+
+
+def test_the_sqlite_cache_setting_reaches_every_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SQLITE_CACHE_ENV, "3")
+    engine = create_database_engine(sqlite_url(tmp_path / "c.db"))
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == -3 * 1024
+    engine.dispose()
