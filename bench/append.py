@@ -107,17 +107,10 @@ def open_log(url: str) -> Sequencer:
     return Sequencer(store, signer, rules=EnvelopeRules())
 
 
-def reset_postgres(url: str, extra_tables: tuple[str, ...] = ()) -> None:
+def reset_postgres(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as connection:
-        for table in (
-            *extra_tables,
-            "checkpoints",
-            "tree_nodes",
-            "leaves",
-            "log_meta",
-            "alembic_version",
-        ):
+        for table in ("checkpoints", "tree_nodes", "leaves", "log_meta", "alembic_version"):
             connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
     engine.dispose()
 
