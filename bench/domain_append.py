@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bench.append import raw_verify_rate
+from bench.append import peak_rss_mb, raw_verify_rate
 from clients.sample.synthetic import synthetic_submissions
 from ledger.admission import Submission
 from ledger.custody_rules import CustodyRules
@@ -44,10 +43,6 @@ from ledger.storage.database import SQLITE_CACHE_ENV, sqlite_url
 
 ORIGIN = "bench.custody.example/domain"
 BATCH = 1_000
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def append(sequencer: Sequencer, source: Iterator[Submission], count: int) -> float:

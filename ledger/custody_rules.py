@@ -17,13 +17,12 @@ from sqlalchemy import Connection
 
 from ledger.admission import AdmittedEntry, Submission
 from ledger.domain.payloads import DomainPayload, decode_payload
-from ledger.domain.records import Consortium, PartnerKey
-from ledger.domain.replay import apply_leaf
+from ledger.domain.replay import apply_leaf, leaf_payload
 from ledger.domain.rules import DomainEntry, apply_entry, prefetch
-from ledger.domain.state import CONSORTIUM_KEY, DomainState
+from ledger.domain.state import DomainState
 from ledger.dsse import keyid_for
-from ledger.errors import CustodyError, LogIntegrityError, MalformedLeafError
-from ledger.leaf import SubjectLink, decode_leaf
+from ledger.errors import LogIntegrityError, MalformedLeafError
+from ledger.leaf import Leaf, SubjectLink, decode_leaf
 from ledger.records import StoredLeaf
 from ledger.storage.domain_store import DomainStore
 from ledger.storage.log_store import READ_CHUNK as REINDEX_CHUNK
@@ -56,9 +55,11 @@ class CustodyRules:
     def begin(self, conn: Connection, prepared: Sequence[object]) -> CustodyBatch:
         state = DomainState(self.domain.loader(conn))
         items = [_prepared(p) for p in prepared]
-        prefetch(state, [item.payload for item in items])
-        state.prefetch(PartnerKey, {keyid for item in items for keyid in item.signer_keys})
-        state.prefetch(Consortium, (CONSORTIUM_KEY,))
+        prefetch(
+            state,
+            [item.payload for item in items],
+            {keyid for item in items for keyid in item.signer_keys},
+        )
         return CustodyBatch(self.domain, state)
 
 
@@ -70,7 +71,7 @@ class CustodyBatch:
         self.state = state
 
     def apply(
-        self, prepared: object, entry: AdmittedEntry, index: int, integration_time_micros: int
+        self, prepared: object, index: int, integration_time_micros: int
     ) -> tuple[SubjectLink, ...]:
         item = _prepared(prepared)
         return apply_entry(
@@ -88,16 +89,19 @@ class CustodyBatch:
         self._domain.flush(conn, self.state)
 
 
-def _decodable_payloads(chunk: Sequence[StoredLeaf]) -> list[DomainPayload]:
-    """The payloads of a chunk of leaves, for prefetching; failures surface in the replay."""
-    payloads: list[DomainPayload] = []
-    for stored in chunk:
-        try:
-            envelope = decode_leaf(stored.leaf_bytes).envelope
-            payloads.append(decode_payload(envelope.payload_type, envelope.payload))
-        except CustodyError:
-            continue
-    return payloads
+def _read_leaf(stored: StoredLeaf) -> tuple[Leaf, DomainPayload] | LogIntegrityError:
+    """A stored leaf and its payload, decoded once; or why they cannot be."""
+    try:
+        leaf = decode_leaf(stored.leaf_bytes)
+        if leaf.index != stored.index:
+            return LogIntegrityError(
+                f"leaf at {stored.index} says it is {leaf.index}", index=stored.index
+            )
+        return leaf, leaf_payload(leaf)
+    except MalformedLeafError as exc:
+        return LogIntegrityError(str(exc), index=stored.index)
+    except LogIntegrityError as exc:
+        return exc
 
 
 def _prepared(item: object) -> PreparedEntry:
@@ -129,18 +133,19 @@ def reindex(store: LogStore) -> ReindexReport:
             chunk = [leaf for _, leaf in zip(range(REINDEX_CHUNK), leaves, strict=False)]
             if not chunk:
                 break
+            decoded = [_read_leaf(stored) for stored in chunk]
             state = DomainState(domain.loader(conn))
-            prefetch(state, _decodable_payloads(chunk))
-            for stored in chunk:
-                try:
-                    leaf = decode_leaf(stored.leaf_bytes)
-                except MalformedLeafError as exc:
-                    raise LogIntegrityError(str(exc), index=stored.index) from exc
-                if leaf.index != stored.index:
-                    raise LogIntegrityError(
-                        f"leaf at {stored.index} says it is {leaf.index}", index=stored.index
-                    )
-                apply_leaf(state, leaf)
+            readable = [item for item in decoded if isinstance(item, tuple)]
+            prefetch(
+                state,
+                [payload for _, payload in readable],
+                {keyid for leaf, _ in readable for keyid in leaf.signer_key_map()},
+            )
+            # In index order, so the first broken leaf is the one reported.
+            for item in decoded:
+                if isinstance(item, LogIntegrityError):
+                    raise item
+                apply_leaf(state, *item)
             domain.flush(conn, state)
             count += len(chunk)
     return ReindexReport(leaves=count, seconds=time.perf_counter() - started)

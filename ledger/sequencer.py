@@ -55,7 +55,7 @@ class BatchRules(Protocol):
     """Payload rules for one batch, reading and writing inside its transaction."""
 
     def apply(
-        self, prepared: object, entry: AdmittedEntry, index: int, integration_time_micros: int
+        self, prepared: object, index: int, integration_time_micros: int
     ) -> tuple[SubjectLink, ...]:
         """Admit the entry at ``index`` (or raise its refusal, changing nothing);
         return the leaf's subject links."""
@@ -92,7 +92,7 @@ class EnvelopeRules:
         return self
 
     def apply(
-        self, prepared: object, entry: AdmittedEntry, index: int, integration_time_micros: int
+        self, prepared: object, index: int, integration_time_micros: int
     ) -> tuple[SubjectLink, ...]:
         return ()
 
@@ -325,7 +325,7 @@ class Sequencer:
                     continue
                 index = tree.size
                 try:
-                    links = rules.apply(item.payload, entry, index, integrated_at)
+                    links = rules.apply(item.payload, index, integrated_at)
                 except CustodyError as exc:
                     batch.refused[entry.digest] = exc
                     continue

@@ -7,6 +7,8 @@ from dataclasses import replace
 
 from custody.v1 import event_pb2
 from ledger.domain.records import (
+    AssayRecord,
+    CertificationRecord,
     DispatchState,
     EventKind,
     EventRecord,
@@ -18,6 +20,7 @@ from ledger.domain.rule_base import (
     EventContext,
     refuse,
 )
+from ledger.domain.state import DomainState
 from ledger.errors import AdmissionRuleError, Rule
 
 
@@ -130,24 +133,34 @@ def _void_transformation(context: EventContext, target: EventRecord) -> None:
     context.effects.puts.append(replace(record, voided=True, updated_index=context.index))
 
 
-def _void_assay(context: EventContext, target: EventRecord) -> None:
-    record = context.state.assay(target.event_id)
-    if record is None:
-        raise AssertionError(f"assay {target.event_id} has no record")
-    context.effects.puts.append(
-        replace(record, status=EventStatus.VOIDED, updated_index=context.index)
-    )
-    context.effects.subjects.add(f"lot:{record.lot_id}")
+def _statement(
+    state: DomainState, kind: EventKind, event_id: str
+) -> tuple[AssayRecord | CertificationRecord, str]:
+    """An assay's or a certification's record, and the subject it is about."""
+    if kind is EventKind.ASSAY:
+        assay = state.assay(event_id)
+        if assay is None:
+            raise AssertionError(f"assay {event_id} has no record")
+        return assay, f"lot:{assay.lot_id}"
+    certification = state.certification(event_id)
+    if certification is None:
+        raise AssertionError(f"certification {event_id} has no record")
+    return certification, f"facility:{certification.facility_id}"
 
 
-def _void_certification(context: EventContext, target: EventRecord) -> None:
-    record = context.state.certification(target.event_id)
-    if record is None:
-        raise AssertionError(f"certification {target.event_id} has no record")
-    context.effects.puts.append(
-        replace(record, status=EventStatus.VOIDED, updated_index=context.index)
-    )
-    context.effects.subjects.add(f"facility:{record.facility_id}")
+def _mark(
+    context: EventContext,
+    record: AssayRecord | CertificationRecord,
+    status: EventStatus,
+    subject: str,
+) -> None:
+    context.effects.puts.append(replace(record, status=status, updated_index=context.index))
+    context.effects.subjects.add(subject)
+
+
+def _void_statement(context: EventContext, target: EventRecord) -> None:
+    record, subject = _statement(context.state, target.kind, target.event_id)
+    _mark(context, record, EventStatus.VOIDED, subject)
 
 
 _VOIDERS: Mapping[EventKind, Callable[[EventContext, EventRecord], None]] = {
@@ -155,14 +168,14 @@ _VOIDERS: Mapping[EventKind, Callable[[EventContext, EventRecord], None]] = {
     EventKind.RECOVERY: _void_origin,
     EventKind.DISPATCH: _void_dispatch,
     EventKind.TRANSFORMATION: _void_transformation,
-    EventKind.ASSAY: _void_assay,
-    EventKind.CERTIFICATION: _void_certification,
+    EventKind.ASSAY: _void_statement,
+    EventKind.CERTIFICATION: _void_statement,
 }
 
 
 def _supersede(context: EventContext, target: EventRecord, replacement_id: str) -> None:
     """An assay or certification replaced by a later one of the partner's, about the same thing."""
-    state, index = context.state, context.index
+    state = context.state
     if target.kind not in (EventKind.ASSAY, EventKind.CERTIFICATION):
         raise _not_applicable(f"a {target.kind.value} cannot be superseded; void it instead")
     replacement = state.event(replacement_id)
@@ -178,20 +191,9 @@ def _supersede(context: EventContext, target: EventRecord, replacement_id: str) 
         raise _not_applicable(
             f"the replacement must be a later, active {target.kind.value} of the same partner"
         )
-    if target.kind is EventKind.ASSAY:
-        old_assay, new_assay = state.assay(target.event_id), state.assay(replacement_id)
-        if old_assay is None or new_assay is None or old_assay.lot_id != new_assay.lot_id:
-            raise _not_applicable("the replacement assay is about another lot")
-        context.effects.puts.append(
-            replace(old_assay, status=EventStatus.SUPERSEDED, updated_index=index)
-        )
-        context.effects.subjects.add(f"lot:{old_assay.lot_id}")
-    else:
-        old_cert = state.certification(target.event_id)
-        new_cert = state.certification(replacement_id)
-        if old_cert is None or new_cert is None or old_cert.facility_id != new_cert.facility_id:
-            raise _not_applicable("the replacement certification is about another facility")
-        context.effects.puts.append(
-            replace(old_cert, status=EventStatus.SUPERSEDED, updated_index=index)
-        )
-        context.effects.subjects.add(f"facility:{old_cert.facility_id}")
+    old, subject = _statement(state, target.kind, target.event_id)
+    _, replacement_subject = _statement(state, replacement.kind, replacement_id)
+    if subject != replacement_subject:
+        about = "lot" if target.kind is EventKind.ASSAY else "facility"
+        raise _not_applicable(f"the replacement {target.kind.value} is about another {about}")
+    _mark(context, old, EventStatus.SUPERSEDED, subject)

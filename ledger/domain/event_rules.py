@@ -38,6 +38,7 @@ from ledger.domain.rule_base import (
     check_identity,
     check_unused_id,
     event_record,
+    known_partner,
     refuse,
     valid_key_of,
 )
@@ -71,9 +72,7 @@ PROCESS_ROLES: Mapping[Process, frozenset[Role]] = {
 
 def event_signer(state: DomainState, entry: DomainEntry, partner_id: str) -> Partner:
     """1. The recorder exists, every signature is one of its valid keys, and it is the caller."""
-    partner = state.partner(partner_id)
-    if partner is None:
-        raise refuse(Rule.UNKNOWN_PARTNER, f"partner {partner_id!r} is not admitted")
+    partner = known_partner(state, partner_id)
     if not entry.signer_keys:
         raise refuse(Rule.KEY_NOT_VALID, "the entry carries no signature")
     for keyid, public_key in entry.signer_keys.items():
@@ -103,7 +102,10 @@ def apply_event(state: DomainState, entry: DomainEntry, payload: EventPayload) -
         names = ", ".join(sorted(role.name for role in needed))
         raise refuse(Rule.ROLE_REQUIRED, f"{payload.kind.value} needs one of the roles {names}")
     context = EventContext(state, entry, payload, partner, Effects())
-    lot_id = _EVENT_RULES[payload.kind](context)
+    _EVENT_RULES[payload.kind](context)
+    # An extraction or recovery names the lot it created, so a void can find it.
+    origin = payload.kind in (EventKind.EXTRACTION, EventKind.RECOVERY)
+    lot_id = getattr(message, payload.kind.value).lot_id if origin else None
     context.effects.subjects.add(f"partner:{partner.partner_id}")
     context.effects.puts.append(
         event_record(
@@ -161,7 +163,7 @@ def _held_lot(context: EventContext, lot_id: str) -> Lot:
     return lot
 
 
-def _origin_lot(context: EventContext) -> str:
+def _origin_lot(context: EventContext) -> None:
     """Extraction at a mine site, recovery at a recycling site: a new lot."""
     message = context.payload.message
     recovery = context.payload.kind is EventKind.RECOVERY
@@ -187,7 +189,6 @@ def _origin_lot(context: EventContext) -> str:
             updated_index=context.index,
         )
     )
-    return body.lot_id
 
 
 def _dispatch(context: EventContext) -> None:
@@ -413,21 +414,13 @@ def _certification(context: EventContext) -> None:
     )
 
 
-def _returns_none(rule: Callable[[EventContext], None]) -> Callable[[EventContext], str | None]:
-    def run(context: EventContext) -> str | None:
-        rule(context)
-        return None
-
-    return run
-
-
-_EVENT_RULES: Mapping[EventKind, Callable[[EventContext], str | None]] = {
+_EVENT_RULES: Mapping[EventKind, Callable[[EventContext], None]] = {
     EventKind.EXTRACTION: _origin_lot,
     EventKind.RECOVERY: _origin_lot,
-    EventKind.DISPATCH: _returns_none(_dispatch),
-    EventKind.RECEIPT: _returns_none(_receipt),
-    EventKind.TRANSFORMATION: _returns_none(_transformation),
-    EventKind.ASSAY: _returns_none(_assay),
-    EventKind.CERTIFICATION: _returns_none(_certification),
-    EventKind.CORRECTION: _returns_none(apply_correction),
+    EventKind.DISPATCH: _dispatch,
+    EventKind.RECEIPT: _receipt,
+    EventKind.TRANSFORMATION: _transformation,
+    EventKind.ASSAY: _assay,
+    EventKind.CERTIFICATION: _certification,
+    EventKind.CORRECTION: apply_correction,
 }

@@ -27,7 +27,6 @@ from ledger.domain.records import (
 from ledger.errors import AdmissionRuleError, Rule
 
 PPM_FULL = 1_000_000
-MAX_MASS_GRAMS = (1 << 63) - 1
 MAX_TEXT = 1_000
 MAX_ITEMS = 1_000
 """Upper bound on repeated fields (inputs, outputs, evidence, keys ...)."""

@@ -12,18 +12,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ledger.domain.payloads import decode_payload
+from ledger.domain.payloads import DomainPayload, decode_payload
 from ledger.domain.rules import DomainEntry, apply_entry
 from ledger.domain.state import DomainState
 from ledger.errors import AdmissionError, LogIntegrityError
 from ledger.leaf import Leaf
 
 
-def apply_leaf(state: DomainState, leaf: Leaf) -> None:
-    """Apply one stored leaf; its entry must be admitted and its links must match."""
+def leaf_payload(leaf: Leaf) -> DomainPayload:
+    """The leaf's decoded payload; a payload the rules cannot read is a broken log."""
     envelope = leaf.envelope
     try:
-        payload = decode_payload(envelope.payload_type, envelope.payload)
+        return decode_payload(envelope.payload_type, envelope.payload)
+    except AdmissionError as exc:
+        raise _broken(leaf, exc) from exc
+
+
+def apply_leaf(state: DomainState, leaf: Leaf, payload: DomainPayload) -> None:
+    """Apply one stored leaf; its entry must be admitted and its links must match."""
+    try:
         links = apply_entry(
             state,
             DomainEntry(
@@ -34,10 +41,7 @@ def apply_leaf(state: DomainState, leaf: Leaf) -> None:
             ),
         )
     except AdmissionError as exc:
-        raise LogIntegrityError(
-            f"leaf {leaf.index} breaks the admission rules ({exc.reason}): {exc}",
-            index=leaf.index,
-        ) from exc
+        raise _broken(leaf, exc) from exc
     if links != leaf.subject_links:
         raise LogIntegrityError(
             f"leaf {leaf.index} carries subject links that the log's history does not give",
@@ -45,9 +49,15 @@ def apply_leaf(state: DomainState, leaf: Leaf) -> None:
         )
 
 
+def _broken(leaf: Leaf, exc: AdmissionError) -> LogIntegrityError:
+    return LogIntegrityError(
+        f"leaf {leaf.index} breaks the admission rules ({exc.reason}): {exc}", index=leaf.index
+    )
+
+
 def replay(leaves: Iterable[Leaf]) -> DomainState:
     """The whole derived state from leaves in index order, in memory."""
     state = DomainState()
     for leaf in leaves:
-        apply_leaf(state, leaf)
+        apply_leaf(state, leaf, leaf_payload(leaf))
     return state

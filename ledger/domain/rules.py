@@ -11,6 +11,7 @@ every replaying verifier call this same function.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from ledger.domain.event_rules import apply_event
 from ledger.domain.governance_rules import apply_governance
@@ -20,19 +21,22 @@ from ledger.domain.payloads import (
     GovernancePayload,
 )
 from ledger.domain.records import (
+    Consortium,
     DispatchRecord,
     EventKind,
     EventRecord,
     Facility,
     Lot,
     Partner,
+    PartnerKey,
     SubjectHead,
 )
-from ledger.domain.rule_base import DomainEntry, refuse
-from ledger.domain.state import DomainState, SubjectEvent
+from ledger.domain.rule_base import DomainEntry
+from ledger.domain.state import CONSORTIUM_KEY, DomainState, SubjectEvent
+from ledger.dsse import keyid_for
 from ledger.leaf import SubjectLink
 
-__all__ = ["DomainEntry", "apply_entry", "prefetch", "refuse"]
+__all__ = ["DomainEntry", "apply_entry", "prefetch"]
 
 
 def apply_entry(state: DomainState, entry: DomainEntry) -> tuple[SubjectLink, ...]:
@@ -57,46 +61,90 @@ def apply_entry(state: DomainState, entry: DomainEntry) -> tuple[SubjectLink, ..
     return links
 
 
-def prefetch(state: DomainState, payloads: Iterable[DomainPayload]) -> None:
+def prefetch(
+    state: DomainState, payloads: Iterable[DomainPayload], signer_keyids: Iterable[str]
+) -> None:
     """Load what a batch of entries will read in a few queries instead of one per lookup."""
-    events: set[str] = set()
-    partners: set[str] = set()
-    lots: set[str] = set()
-    facilities: set[str] = set()
-    dispatches: set[str] = set()
+    ids = _Referenced()
+    ids.keys.update(signer_keyids)
     for payload in payloads:
-        events.add(payload.event_id)
+        ids.events.add(payload.event_id)
         if isinstance(payload, EventPayload):
-            message = payload.message
-            partners.add(message.partner_id)
-            match payload.kind:
-                case EventKind.EXTRACTION | EventKind.RECOVERY:
-                    body = getattr(message, payload.kind.value)
-                    lots.add(body.lot_id)
-                    facilities.add(body.facility_id)
-                case EventKind.DISPATCH:
-                    lots.add(message.dispatch.lot_id)
-                    partners.add(message.dispatch.to_partner_id)
-                case EventKind.RECEIPT:
-                    lots.add(message.receipt.lot_id)
-                    dispatches.add(message.receipt.dispatch_event_id)
-                case EventKind.TRANSFORMATION:
-                    t = message.transformation
-                    facilities.add(t.facility_id)
-                    lots.update(i.lot_id for i in t.inputs)
-                    lots.update(o.lot_id for o in t.outputs)
-                case EventKind.ASSAY:
-                    lots.add(message.assay.lot_id)
-                case EventKind.CERTIFICATION:
-                    facilities.add(message.certification.facility_id)
-                case _:
-                    events.add(message.correction.target_event_id)
-    state.prefetch(EventRecord, events)
-    state.prefetch(Partner, partners)
-    state.prefetch(Lot, lots)
-    state.prefetch(Facility, facilities)
-    state.prefetch(DispatchRecord, dispatches)
-    heads = {f"partner:{p}" for p in partners}
-    heads.update(f"lot:{lot}" for lot in lots)
-    heads.update(f"facility:{f}" for f in facilities)
+            _event_references(payload, ids)
+        else:
+            _governance_references(payload, ids)
+    state.prefetch(Consortium, (CONSORTIUM_KEY,))
+    state.prefetch(PartnerKey, ids.keys)
+    state.prefetch(EventRecord, ids.events)
+    state.prefetch(Partner, ids.partners)
+    state.prefetch(Lot, ids.lots)
+    state.prefetch(Facility, ids.facilities)
+    state.prefetch(DispatchRecord, ids.dispatches)
+    heads = {f"partner:{p}" for p in ids.partners}
+    heads.update(f"lot:{lot}" for lot in ids.lots)
+    heads.update(f"facility:{f}" for f in ids.facilities)
     state.prefetch(SubjectHead, heads)
+
+
+@dataclass
+class _Referenced:
+    keys: set[str] = field(default_factory=set)
+    events: set[str] = field(default_factory=set)
+    partners: set[str] = field(default_factory=set)
+    lots: set[str] = field(default_factory=set)
+    facilities: set[str] = field(default_factory=set)
+    dispatches: set[str] = field(default_factory=set)
+
+
+def _event_references(payload: EventPayload, ids: _Referenced) -> None:
+    message = payload.message
+    ids.partners.add(message.partner_id)
+    match payload.kind:
+        case EventKind.EXTRACTION | EventKind.RECOVERY:
+            body = getattr(message, payload.kind.value)
+            ids.lots.add(body.lot_id)
+            ids.facilities.add(body.facility_id)
+        case EventKind.DISPATCH:
+            ids.lots.add(message.dispatch.lot_id)
+            ids.partners.add(message.dispatch.to_partner_id)
+            named = (message.dispatch.from_facility_id, message.dispatch.to_facility_id)
+            ids.facilities.update(f for f in named if f)
+        case EventKind.RECEIPT:
+            ids.lots.add(message.receipt.lot_id)
+            ids.dispatches.add(message.receipt.dispatch_event_id)
+            if message.receipt.facility_id:
+                ids.facilities.add(message.receipt.facility_id)
+        case EventKind.TRANSFORMATION:
+            body_t = message.transformation
+            ids.facilities.add(body_t.facility_id)
+            ids.lots.update(i.lot_id for i in body_t.inputs)
+            ids.lots.update(o.lot_id for o in body_t.outputs)
+        case EventKind.ASSAY:
+            ids.lots.add(message.assay.lot_id)
+        case EventKind.CERTIFICATION:
+            ids.facilities.add(message.certification.facility_id)
+        case _:
+            ids.events.add(message.correction.target_event_id)
+            if message.correction.replacement_event_id:
+                ids.events.add(message.correction.replacement_event_id)
+
+
+def _governance_references(payload: GovernancePayload, ids: _Referenced) -> None:
+    message = payload.message
+    match payload.kind:
+        case EventKind.PARTNER_ADMISSION:
+            ids.partners.add(message.partner_admission.partner.partner_id)
+            ids.keys.update(keyid_for(k) for k in message.partner_admission.partner.public_keys)
+        case EventKind.ROLE_CHANGE:
+            ids.partners.add(message.role_change.partner_id)
+        case EventKind.KEY_ADDITION:
+            ids.partners.add(message.key_addition.partner_id)
+            ids.keys.add(keyid_for(message.key_addition.public_key))
+        case EventKind.KEY_REVOCATION:
+            ids.partners.add(message.key_revocation.partner_id)
+            ids.keys.add(message.key_revocation.keyid)
+        case EventKind.FACILITY_REGISTRATION:
+            ids.partners.add(message.facility_registration.partner_id)
+            ids.facilities.add(message.facility_registration.facility_id)
+        case _:  # genesis and policy read only the consortium
+            pass

@@ -90,11 +90,11 @@ from ledger.storage.domain_schema import (
     subject_heads,
     transformations,
 )
+from ledger.storage.log_store import MAX_INDEX
 
 R = TypeVar("R", bound=Record)
 H = TypeVar("H", bound=History)
 
-MAX_INDEX = (1 << 63) - 1
 IN_CHUNK = 900
 """Keys per ``IN`` query: below SQLite's default limit of 999 bound variables."""
 _CONSORTIUM_ROW_ID = 1
