@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -32,6 +33,10 @@ def generate(out_dir: Path) -> None:
         f"--proto_path={Path(grpc_tools.__file__).parent / '_proto'}",
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
+        # Service stubs, and typed stubs for them (mypy-protobuf's plugin).
+        f"--grpc_python_out={out_dir}",
+        f"--plugin=protoc-gen-mypy_grpc={_plugin('protoc-gen-mypy_grpc')}",
+        f"--mypy_grpc_out={out_dir}",
         *sources,
     ]
     if protoc.main(args) != 0:
@@ -41,6 +46,15 @@ def generate(out_dir: Path) -> None:
         while node != out_dir:
             (node / "__init__.py").write_text(PACKAGE_MARKER)
             node = node.parent
+
+
+def _plugin(name: str) -> str:
+    """A protoc plugin installed beside this interpreter (the venv's bin directory)."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        raise SystemExit(f"{name} not found: install the dev dependencies (mypy-protobuf)")
+    return found
 
 
 def tree(root: Path) -> dict[str, Path]:
