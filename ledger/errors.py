@@ -56,6 +56,12 @@ class MalformedProofError(MalformedError):
     reason = "MALFORMED_PROOF"
 
 
+class MalformedBundleError(MalformedError):
+    """A provenance bundle (protobuf or JSON) that does not follow its format."""
+
+    reason = "MALFORMED_BUNDLE"
+
+
 # --- well-formed input that does not verify -----------------------------------
 
 
@@ -85,6 +91,16 @@ class InclusionProofError(VerificationError):
 
 class ConsistencyProofError(VerificationError):
     reason = "BAD_CONSISTENCY_PROOF"
+
+
+class BundleIncompleteError(VerificationError):
+    """A bundle leaves out a leaf its lot histories link to; ``index`` names it if known."""
+
+    reason = "BUNDLE_INCOMPLETE"
+
+    def __init__(self, message: str, *, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 class LogIntegrityError(VerificationError):
@@ -170,6 +186,33 @@ class AdmissionRuleError(AdmissionError):
         super().__init__(message)
         self.rule = rule
         self.reason = rule.value
+
+
+# --- who is calling -------------------------------------------------------------
+
+
+class AccessError(CustodyError):
+    """The caller may not make this request; nothing was changed."""
+
+    reason = "ACCESS_DENIED"
+
+
+class UnauthenticatedError(AccessError):
+    """The caller presented no identity the node accepts (no partner certificate)."""
+
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(AccessError):
+    """The caller is known but may not do this (not an admitted partner, say)."""
+
+    reason = "PERMISSION_DENIED"
+
+
+class NotAPartnerError(PermissionDeniedError):
+    """The caller's certificate names no admitted partner of this ledger."""
+
+    reason = "NOT_A_PARTNER"
 
 
 # --- storage and local state ---------------------------------------------------

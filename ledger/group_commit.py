@@ -9,12 +9,13 @@ load and each caller waits for at most about two commits.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from ledger.admission import Submission
 from ledger.errors import CustodyError, UnavailableError
 from ledger.receipts import Receipt
-from ledger.sequencer import Sequencer
+from ledger.sequencer import AppendOutcome, Sequencer
 
 _STOP: Final = object()
 _Item = tuple[Submission, "asyncio.Future[Receipt]"]
@@ -24,9 +25,17 @@ class GroupCommitter:
     """Batches concurrent submissions onto one sequencer."""
 
     def __init__(
-        self, sequencer: Sequencer, *, max_batch: int = 1000, max_pending: int = 10_000
+        self,
+        sequencer: Sequencer,
+        *,
+        max_batch: int = 1000,
+        max_pending: int = 10_000,
+        on_batch: Callable[[Sequence[AppendOutcome]], None] | None = None,
     ) -> None:
+        """``on_batch`` is called on the event loop after each batch commits (metrics,
+        notifying followers); it must not raise."""
         self._sequencer = sequencer
+        self._on_batch = on_batch
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Item | object] = asyncio.Queue(maxsize=max_pending)
         self._task: asyncio.Task[None] | None = None
@@ -80,6 +89,8 @@ class GroupCommitter:
                 if not future.done():
                     future.set_exception(exc)
             return
+        if self._on_batch is not None:
+            self._on_batch(outcomes)
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             if future.done():
                 continue

@@ -11,7 +11,9 @@ from clients.cli.context import CliContext, default_data_dir
 from clients.cli.keys_commands import keys
 from clients.cli.log_commands import db, init, log
 from clients.cli.lot_commands import lot
+from clients.cli.pki_commands import pki
 from clients.cli.sample_commands import sample
+from clients.cli.serve_command import serve
 from ledger.errors import CustodyError, LogIntegrityError
 
 
@@ -42,7 +44,9 @@ cli.add_command(keys)
 cli.add_command(log)
 cli.add_command(db)
 cli.add_command(lot)
+cli.add_command(pki)
 cli.add_command(sample)
+cli.add_command(serve)
 
 
 def main(argv: list[str] | None = None) -> int:

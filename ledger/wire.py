@@ -1,0 +1,91 @@
+"""Log data to and from the API's protobuf messages (``custody.v1`` log.proto).
+
+The server and the partner SDK both go through these functions, so the two
+ends agree on the wire form. Decoding is strict: a message that does not
+carry what its type promises raises ``MalformedError`` (a client's bad input),
+never a bare protobuf or Python error.
+"""
+
+from __future__ import annotations
+
+from custody.v1 import log_pb2
+from ledger.errors import MalformedProofError
+from ledger.merkle import HASH_SIZE, ConsistencyProof, InclusionProof
+from ledger.receipts import Receipt
+
+MAX_PROOF_HASHES = 64
+"""An RFC 9162 path in a tree of at most 2^63 leaves has fewer than 64 hashes."""
+
+
+def _hash(value: bytes, name: str) -> bytes:
+    if len(value) != HASH_SIZE:
+        raise MalformedProofError(f"{name} must be {HASH_SIZE} bytes, got {len(value)}")
+    return bytes(value)
+
+
+def _path(values: list[bytes] | tuple[bytes, ...], name: str) -> tuple[bytes, ...]:
+    if len(values) > MAX_PROOF_HASHES:
+        raise MalformedProofError(f"{name} has {len(values)} hashes; at most {MAX_PROOF_HASHES}")
+    return tuple(_hash(value, name) for value in values)
+
+
+def inclusion_to_proto(proof: InclusionProof) -> log_pb2.InclusionProof:
+    return log_pb2.InclusionProof(
+        index=proof.index,
+        tree_size=proof.tree_size,
+        leaf_hash=proof.leaf_hash,
+        root=proof.root,
+        hashes=list(proof.hashes),
+    )
+
+
+def inclusion_from_proto(message: log_pb2.InclusionProof) -> InclusionProof:
+    return InclusionProof(
+        index=message.index,
+        tree_size=message.tree_size,
+        leaf_hash=_hash(message.leaf_hash, "leaf_hash"),
+        root=_hash(message.root, "root"),
+        hashes=_path(list(message.hashes), "hashes"),
+    )
+
+
+def consistency_to_proto(proof: ConsistencyProof) -> log_pb2.ConsistencyProof:
+    return log_pb2.ConsistencyProof(
+        old_size=proof.old_size,
+        new_size=proof.new_size,
+        old_root=proof.old_root,
+        new_root=proof.new_root,
+        hashes=list(proof.hashes),
+    )
+
+
+def consistency_from_proto(message: log_pb2.ConsistencyProof) -> ConsistencyProof:
+    return ConsistencyProof(
+        old_size=message.old_size,
+        new_size=message.new_size,
+        old_root=_hash(message.old_root, "old_root"),
+        new_root=_hash(message.new_root, "new_root"),
+        hashes=_path(list(message.hashes), "hashes"),
+    )
+
+
+def receipt_to_proto(receipt: Receipt) -> log_pb2.AppendReceipt:
+    return log_pb2.AppendReceipt(
+        index=receipt.index,
+        leaf=receipt.leaf,
+        checkpoint=receipt.checkpoint,
+        inclusion_proof=inclusion_to_proto(receipt.inclusion),
+    )
+
+
+def receipt_from_proto(message: log_pb2.AppendReceipt, *, duplicate: bool = False) -> Receipt:
+    """The receipt as sent; ``ledger.receipts.verify_receipt`` decides whether it holds."""
+    if not message.HasField("inclusion_proof"):
+        raise MalformedProofError("receipt carries no inclusion proof")
+    return Receipt(
+        index=message.index,
+        leaf=bytes(message.leaf),
+        checkpoint=bytes(message.checkpoint),
+        inclusion=inclusion_from_proto(message.inclusion_proof),
+        duplicate=duplicate,
+    )

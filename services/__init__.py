@@ -1,0 +1,1 @@
+"""The Custody gRPC node: services, sequencing front end, access control."""

@@ -1,0 +1,308 @@
+"""``custody.v1.LedgerService``: appends through group commit, reads, proofs, follow."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import structlog
+
+from custody.v1 import envelope_pb2, ledger_service_pb2, ledger_service_pb2_grpc, log_pb2
+from ledger.admission import Submission
+from ledger.dsse import MAX_SIGNATURES
+from ledger.errors import (
+    CustodyError,
+    MalformedEnvelopeError,
+    MalformedKeyError,
+    NotFoundError,
+    OutOfRangeError,
+)
+from ledger.group_commit import GroupCommitter
+from ledger.leaf import envelope_from_proto
+from ledger.receipts import Receipt
+from ledger.records import StoredCheckpoint, StoredLeaf
+from ledger.storage.domain_store import DomainStore
+from ledger.storage.log_store import LogStore
+from ledger.wire import consistency_to_proto, inclusion_to_proto, receipt_to_proto
+from services.access import AccessGuard, Caller
+from services.errors import ALREADY_LOGGED, already_logged_status, status_code_for
+from services.log_watch import LogWatcher
+from services.observability import NodeMetrics
+from services.rpc import Context, server_stream, unary
+
+log = structlog.get_logger("custody.node")
+
+_CHUNK_ENTRIES = 256
+_CHUNK_BYTES = 1 << 20  # well under the 4 MiB a gRPC client receives by default
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """Per-stream bounds: entries awaiting their outcome, and how long Follow idles."""
+
+    max_in_flight: int = 2_000
+    follow_idle_seconds: float = 15.0
+
+
+class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
+    def __init__(
+        self,
+        *,
+        store: LogStore,
+        domain: DomainStore,
+        committer: GroupCommitter,
+        guard: AccessGuard,
+        watcher: LogWatcher,
+        metrics: NodeMetrics,
+        limits: StreamLimits,
+    ) -> None:
+        self.store = store
+        self.domain = domain
+        self.committer = committer
+        self.guard = guard
+        self.watcher = watcher
+        self.metrics = metrics
+        self.limits = limits
+
+    # --- appends ---------------------------------------------------------------------
+
+    async def _submission(
+        self,
+        caller: Caller,
+        has_envelope: bool,
+        message: envelope_pb2.Envelope,
+        public_keys: Sequence[bytes],
+    ) -> Submission:
+        """The request as a Submission: a well-formed envelope and the keys to check it.
+
+        Keys the request leaves out are taken from the registry by keyid; which
+        keys may sign for which partner is decided by the admission rules alone.
+        """
+        if not has_envelope:
+            raise MalformedEnvelopeError("the request carries no envelope")
+        envelope = envelope_from_proto(message)
+        if len(public_keys) > MAX_SIGNATURES:
+            raise MalformedKeyError(f"more than {MAX_SIGNATURES} public keys")
+        keys = [bytes(key) for key in public_keys]
+        if any(len(key) != 32 for key in keys):
+            raise MalformedKeyError("a public key is a raw 32-byte Ed25519 key")
+        if not keys:
+            view = self.domain.view()
+            keyids = [signature.keyid for signature in envelope.signatures]
+            found = await asyncio.to_thread(lambda: [view.key(keyid) for keyid in keyids])
+            keys = [record.public_key for record in found if record is not None]
+        return Submission.of(envelope, keys, authenticated_partner=caller.partner_id)
+
+    async def _append(
+        self, caller: Caller, has_envelope: bool, message: envelope_pb2.Envelope, keys: Any
+    ) -> Receipt:
+        submission = await self._submission(caller, has_envelope, message, keys)
+        return await self.committer.submit(submission)
+
+    @unary("Append")
+    async def Append(  # noqa: N802 (gRPC method name)
+        self, request: ledger_service_pb2.AppendRequest, context: Context
+    ) -> ledger_service_pb2.AppendResponse:
+        caller = await self.guard.caller(context)
+        structlog.contextvars.bind_contextvars(partner=caller.partner_id)
+        receipt = await self._append(
+            caller, request.HasField("envelope"), request.envelope, request.public_keys
+        )
+        log.info("already logged" if receipt.duplicate else "appended", index=receipt.index)
+        if receipt.duplicate:
+            await context.abort_with_status(already_logged_status(receipt))
+        return ledger_service_pb2.AppendResponse(receipt=receipt_to_proto(receipt))
+
+    @server_stream("AppendStream")
+    async def AppendStream(  # noqa: N802
+        self,
+        request_iterator: AsyncIterator[ledger_service_pb2.AppendStreamRequest],
+        context: Context,
+    ) -> AsyncIterator[ledger_service_pb2.AppendStreamResponse]:
+        """Read entries while fewer than ``max_in_flight`` await their outcome (so HTTP/2
+        flow control holds back a faster client) and answer each as its batch commits."""
+        caller = await self.guard.caller(context)
+        structlog.contextvars.bind_contextvars(partner=caller.partner_id)
+        window = asyncio.Semaphore(self.limits.max_in_flight)
+        answers: asyncio.Queue[ledger_service_pb2.AppendStreamResponse | None] = asyncio.Queue()
+        in_flight: set[asyncio.Task[None]] = set()
+
+        async def answer(request: ledger_service_pb2.AppendStreamRequest) -> None:
+            try:
+                outcome = await self._stream_outcome(caller, request)
+            finally:
+                window.release()
+            await answers.put(outcome)
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    await window.acquire()
+                    task = asyncio.get_running_loop().create_task(answer(request))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+                if in_flight:
+                    await asyncio.gather(*in_flight)
+            finally:
+                await answers.put(None)
+
+        reader = asyncio.get_running_loop().create_task(read())
+        counts = {"receipt": 0, "refusal": 0}
+        try:
+            while (response := await answers.get()) is not None:
+                counts[response.WhichOneof("outcome") or "refusal"] += 1
+                yield response
+            await reader  # a failed read surfaces here
+        finally:
+            log.info("stream closed", appended=counts["receipt"], refused=counts["refusal"])
+            reader.cancel()
+            for task in list(in_flight):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+
+    async def _stream_outcome(
+        self, caller: Caller, request: ledger_service_pb2.AppendStreamRequest
+    ) -> ledger_service_pb2.AppendStreamResponse:
+        sequence = request.sequence
+        try:
+            receipt = await self._append(
+                caller, request.HasField("envelope"), request.envelope, request.public_keys
+            )
+        except CustodyError as exc:
+            log.debug("refused", sequence=sequence, reason=exc.reason)
+            return ledger_service_pb2.AppendStreamResponse(
+                sequence=sequence,
+                refusal=ledger_service_pb2.AppendRefusal(
+                    code=status_code_for(exc).value[0], reason=exc.reason, message=str(exc)
+                ),
+            )
+        if receipt.duplicate:
+            return ledger_service_pb2.AppendStreamResponse(
+                sequence=sequence,
+                refusal=ledger_service_pb2.AppendRefusal(
+                    code=grpc.StatusCode.ALREADY_EXISTS.value[0],
+                    reason=ALREADY_LOGGED,
+                    message=f"this entry is already in the log at index {receipt.index}",
+                    original_receipt=receipt_to_proto(receipt),
+                ),
+            )
+        return ledger_service_pb2.AppendStreamResponse(
+            sequence=sequence, receipt=receipt_to_proto(receipt)
+        )
+
+    # --- reads -----------------------------------------------------------------------
+
+    async def _latest(self) -> StoredCheckpoint:
+        latest = self.watcher.latest
+        if latest is None:
+            latest = await asyncio.to_thread(self.store.latest_checkpoint)
+        if latest is None:
+            raise NotFoundError("the log has no checkpoint")
+        return latest
+
+    async def _size_or_latest(self, has_size: bool, size: int) -> int:
+        return size if has_size else (await self._latest()).tree_size
+
+    async def _checkpoint_at(self, tree_size: int) -> bytes:
+        try:
+            return (await asyncio.to_thread(self.store.checkpoint, tree_size)).note
+        except NotFoundError:
+            return b""
+
+    @unary("GetCheckpoint")
+    async def GetCheckpoint(  # noqa: N802
+        self, request: ledger_service_pb2.GetCheckpointRequest, context: Context
+    ) -> ledger_service_pb2.GetCheckpointResponse:
+        await self.guard.caller(context)
+        if request.HasField("tree_size"):
+            stored = await asyncio.to_thread(self.store.checkpoint, request.tree_size)
+        else:
+            stored = await self._latest()
+        return ledger_service_pb2.GetCheckpointResponse(checkpoint=stored.note)
+
+    @unary("GetEntry")
+    async def GetEntry(  # noqa: N802
+        self, request: ledger_service_pb2.GetEntryRequest, context: Context
+    ) -> ledger_service_pb2.GetEntryResponse:
+        await self.guard.caller(context)
+        stored = await asyncio.to_thread(self.store.leaf, request.index)
+        return ledger_service_pb2.GetEntryResponse(entry=_entry(stored))
+
+    @server_stream("GetEntries")
+    async def GetEntries(  # noqa: N802
+        self, request: ledger_service_pb2.GetEntriesRequest, context: Context
+    ) -> AsyncIterator[ledger_service_pb2.GetEntriesResponse]:
+        await self.guard.caller(context)
+        size = (await self._latest()).tree_size
+        if request.start >= request.end:
+            raise OutOfRangeError(f"empty range [{request.start}, {request.end})")
+        if request.end > size:
+            raise OutOfRangeError(f"the log holds {size} entries; end {request.end} is beyond")
+        async for chunk in self._chunks(request.start, request.end):
+            yield ledger_service_pb2.GetEntriesResponse(entries=chunk)
+
+    async def _chunks(self, begin: int, end: int) -> AsyncIterator[list[log_pb2.Entry]]:
+        """Leaves [begin, end) read a chunk at a time, sent in messages of at most ~1 MiB."""
+        for start in range(begin, end, _CHUNK_ENTRIES):
+            rows = await asyncio.to_thread(
+                self.store.leaves_in, start, min(start + _CHUNK_ENTRIES, end)
+            )
+            message: list[log_pb2.Entry] = []
+            size = 0
+            for row in rows:
+                if message and size + len(row.leaf_bytes) > _CHUNK_BYTES:
+                    yield message
+                    message, size = [], 0
+                message.append(_entry(row))
+                size += len(row.leaf_bytes)
+            if message:
+                yield message
+
+    @unary("GetInclusionProof")
+    async def GetInclusionProof(  # noqa: N802
+        self, request: ledger_service_pb2.GetInclusionProofRequest, context: Context
+    ) -> ledger_service_pb2.GetInclusionProofResponse:
+        await self.guard.caller(context)
+        size = await self._size_or_latest(request.HasField("tree_size"), request.tree_size)
+        proof = await asyncio.to_thread(self.store.inclusion_proof, request.index, size)
+        return ledger_service_pb2.GetInclusionProofResponse(
+            proof=inclusion_to_proto(proof), checkpoint=await self._checkpoint_at(size)
+        )
+
+    @unary("GetConsistencyProof")
+    async def GetConsistencyProof(  # noqa: N802
+        self, request: ledger_service_pb2.GetConsistencyProofRequest, context: Context
+    ) -> ledger_service_pb2.GetConsistencyProofResponse:
+        await self.guard.caller(context)
+        new_size = await self._size_or_latest(request.HasField("new_size"), request.new_size)
+        proof = await asyncio.to_thread(self.store.consistency_proof, request.old_size, new_size)
+        return ledger_service_pb2.GetConsistencyProofResponse(
+            proof=consistency_to_proto(proof), checkpoint=await self._checkpoint_at(new_size)
+        )
+
+    @server_stream("Follow")
+    async def Follow(  # noqa: N802
+        self, request: ledger_service_pb2.FollowRequest, context: Context
+    ) -> AsyncIterator[ledger_service_pb2.FollowResponse]:
+        """Everything from ``start_index``, then each new batch as it commits."""
+        await self.guard.caller(context)
+        next_index = request.start_index
+        while not context.cancelled():
+            latest = self.watcher.latest
+            if latest is None or latest.tree_size <= next_index:
+                if self.watcher.stopped:
+                    return
+                await self.watcher.wait_beyond(next_index, self.limits.follow_idle_seconds)
+                continue
+            async for chunk in self._chunks(next_index, latest.tree_size):
+                yield ledger_service_pb2.FollowResponse(entries=chunk, checkpoint=latest.note)
+            next_index = latest.tree_size
+
+
+def _entry(stored: StoredLeaf) -> log_pb2.Entry:
+    return log_pb2.Entry(index=stored.index, leaf=stored.leaf_bytes)

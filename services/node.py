@@ -1,0 +1,264 @@
+"""A Custody node: the gRPC server around one sequencer, and its lifecycle.
+
+``start_node`` opens the database, checks the stored head against the latest
+signed checkpoint, and serves the ledger, registry and provenance services
+plus standard health checking and reflection. ``RunningNode.stop`` stops
+taking calls, lets calls in progress finish (within the grace period),
+commits every entry already queued, and only then closes the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from custody.v1 import (
+    ledger_service_pb2,
+    ledger_service_pb2_grpc,
+    provenance_service_pb2,
+    provenance_service_pb2_grpc,
+    registry_service_pb2,
+    registry_service_pb2_grpc,
+)
+from ledger.custody_rules import CustodyRules
+from ledger.errors import ConfigurationError
+from ledger.group_commit import GroupCommitter
+from ledger.keys import load_private_key
+from ledger.note import NoteSigner
+from ledger.sequencer import AppendOutcome, Sequencer
+from ledger.storage.domain_store import DomainStore
+from ledger.storage.log_store import LogStore
+from services.access import AccessGuard, PartnerDirectory
+from services.config import NodeConfig, split_address
+from services.ledger_service import LedgerServicer, StreamLimits
+from services.log_watch import LogWatcher
+from services.observability import MetricsEndpoint, NodeMetrics, serve_metrics
+from services.provenance_service import ProvenanceServicer
+from services.registry_service import RegistryServicer
+
+log = structlog.get_logger("custody.node")
+
+LOG_KEY_PASSPHRASE_ENV = "CUSTODY_LOG_KEY_PASSPHRASE"  # noqa: S105 (a variable name)
+SERVICE_NAMES = (
+    ledger_service_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name,
+    registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
+    provenance_service_pb2.DESCRIPTOR.services_by_name["ProvenanceService"].full_name,
+)
+
+
+def _read(path: Path | None, what: str) -> bytes:
+    if path is None:
+        raise ConfigurationError(f"no {what} configured")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the {what} {path}: {exc}") from exc
+
+
+def server_credentials(config: NodeConfig) -> grpc.ServerCredentials:
+    """Mutual TLS: the node's certificate, and the CA partner certificates must chain to.
+
+    A client without a certificate, or with one from another CA, fails the
+    handshake: it never reaches a handler, so it can neither read nor write.
+    """
+    tls = config.tls
+    return grpc.ssl_server_credentials(
+        [(_read(tls.key, "TLS key"), _read(tls.cert, "TLS certificate"))],
+        root_certificates=_read(tls.client_ca, "client CA bundle"),
+        require_client_auth=True,
+    )
+
+
+@dataclass
+class RunningNode:
+    """A started node; ``port`` is the bound gRPC port (useful with port 0)."""
+
+    config: NodeConfig
+    server: grpc.aio.Server
+    port: int
+    store: LogStore
+    sequencer: Sequencer
+    committer: GroupCommitter
+    watcher: LogWatcher
+    health: health.aio.HealthServicer
+    metrics: NodeMetrics
+    metrics_endpoint: MetricsEndpoint | None
+
+    @property
+    def address(self) -> str:
+        host, _ = split_address(self.config.node.listen, "listen")
+        return f"{host}:{self.port}"
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful: refuse new calls, finish those in progress and the batch in flight."""
+        grace = self.config.limits.shutdown_grace_seconds if grace is None else grace
+        log.info("stopping", grace_seconds=grace)
+        await self.health.enter_graceful_shutdown()
+        await self.watcher.stop()  # Follow streams end instead of idling through the grace
+        await self.server.stop(grace)
+        await self.committer.close()
+        self.sequencer.close()
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.close()
+        self.store.close()
+        log.info("stopped", tree_size=self.sequencer.size)
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()
+
+
+def _server_options(config: NodeConfig) -> Sequence[tuple[str, int]]:
+    size = config.limits.max_message_bytes
+    return (
+        ("grpc.max_receive_message_length", size),
+        ("grpc.max_send_message_length", size),
+        # Detect dead peers on long Follow streams.
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.keepalive_permit_without_calls", 1),
+    )
+
+
+def _add_services(
+    server: grpc.aio.Server, ledger: LedgerServicer, guard: AccessGuard
+) -> health.aio.HealthServicer:
+    """The three Custody services, health checking and reflection; returns the health servicer."""
+    store, domain, metrics = ledger.store, ledger.domain, ledger.metrics
+    ledger_service_pb2_grpc.add_LedgerServiceServicer_to_server(ledger, server)
+    registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(
+        RegistryServicer(store=store, domain=domain, guard=guard, metrics=metrics), server
+    )
+    provenance_service_pb2_grpc.add_ProvenanceServiceServicer_to_server(
+        ProvenanceServicer(store=store, domain=domain, guard=guard, metrics=metrics), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    return health_servicer
+
+
+async def start_node(config: NodeConfig) -> RunningNode:
+    """Open storage, check the log's head, and start serving."""
+    store = LogStore.open(config.database_url, migrate=False)
+    try:
+        info = store.info()
+        passphrase = os.environ.get(LOG_KEY_PASSPHRASE_ENV)
+        key = load_private_key(config.log_key_path, passphrase.encode() if passphrase else None)
+        signer = NoteSigner(info.origin, key)
+        sequencer = Sequencer(
+            store,
+            signer,
+            rules=CustodyRules(store),
+            verify_threads=config.sequencer.verify_threads,
+        )
+    except BaseException:
+        store.close()
+        raise
+    domain = DomainStore(store.engine)
+    metrics = NodeMetrics()
+    metrics.tree_size.set(sequencer.size)
+    watcher = LogWatcher(store, poll_seconds=config.sequencer.poll_seconds)
+    directory = PartnerDirectory(domain)
+
+    def committed(outcomes: Sequence[AppendOutcome]) -> None:
+        metrics.record_batch(outcomes, sequencer.size)
+        watcher.publish(sequencer.latest_checkpoint)
+        directory.invalidate()  # governance in this batch may have admitted someone
+
+    committer = GroupCommitter(
+        sequencer,
+        max_batch=config.limits.max_batch,
+        max_pending=config.limits.max_pending,
+        on_batch=committed,
+    )
+    guard = AccessGuard(directory, insecure_dev=config.node.insecure_dev)
+    server = grpc.aio.server(
+        options=_server_options(config),
+        maximum_concurrent_rpcs=config.limits.max_concurrent_rpcs or None,
+    )
+    ledger_servicer = LedgerServicer(
+        store=store,
+        domain=domain,
+        committer=committer,
+        guard=guard,
+        watcher=watcher,
+        metrics=metrics,
+        limits=StreamLimits(
+            max_in_flight=config.limits.max_in_flight_per_stream,
+            follow_idle_seconds=config.limits.follow_idle_seconds,
+        ),
+    )
+    health_servicer = _add_services(server, ledger_servicer, guard)
+    host, port = split_address(config.node.listen, "[node] listen")
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if config.node.insecure_dev:
+        log.warning("insecure development mode: no TLS, callers are not authenticated")
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, server_credentials(config))
+    if bound == 0:
+        store.close()
+        raise ConfigurationError(f"cannot listen on {config.node.listen}")
+    endpoint = None
+    try:
+        if config.metrics.listen:
+            metrics_host, metrics_port = split_address(config.metrics.listen, "[metrics] listen")
+            endpoint = serve_metrics(metrics, metrics_host, metrics_port)
+        committer.start()
+        await watcher.start()
+        await server.start()
+    except BaseException:
+        if endpoint is not None:
+            endpoint.close()
+        store.close()
+        raise
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "serving",
+        address=f"{host}:{bound}",
+        origin=info.origin,
+        tree_size=sequencer.size,
+        metrics=config.metrics.listen
+        and f"{config.metrics.listen.rpartition(':')[0]}:{endpoint.port}"
+        if endpoint
+        else None,
+        tls=not config.node.insecure_dev,
+    )
+    return RunningNode(
+        config=config,
+        server=server,
+        port=bound,
+        store=store,
+        sequencer=sequencer,
+        committer=committer,
+        watcher=watcher,
+        health=health_servicer,
+        metrics=metrics,
+        metrics_endpoint=endpoint,
+    )
+
+
+async def serve(config: NodeConfig) -> None:
+    """Run a node until SIGINT or SIGTERM, then stop it gracefully."""
+    node = await start_node(config)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    await node.stop()
