@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from ledger.admission import AdmittedEntry, Submission
-from ledger.domain.payloads import DomainPayload, decode_payload
+from ledger.domain.payloads import DomainPayload, EventPayload, decode_payload
 from ledger.domain.replay import apply_leaf, leaf_payload
+from ledger.domain.rule_base import check_caller
 from ledger.domain.rules import DomainEntry, apply_entry, prefetch
 from ledger.domain.state import DomainState
 from ledger.dsse import keyid_for
@@ -46,8 +47,13 @@ class CustodyRules:
 
     def prepare(self, submission: Submission, entry: AdmittedEntry) -> PreparedEntry:
         envelope = entry.envelope
+        payload = decode_payload(envelope.payload_type, envelope.payload)
+        if isinstance(payload, EventPayload):
+            # An event names its recorder, so this needs no state and runs before
+            # duplicate detection: a partner cannot resubmit another's event either.
+            check_caller(submission.authenticated_partner, {payload.message.partner_id})
         return PreparedEntry(
-            decode_payload(envelope.payload_type, envelope.payload),
+            payload,
             submission.authenticated_partner,
             {keyid_for(key): key for key in entry.signer_keys},
         )

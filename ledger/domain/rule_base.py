@@ -55,12 +55,16 @@ def valid_key_of(key: PartnerKey | None, partner_id: str, public_key: bytes, ind
 
 
 def check_identity(entry: DomainEntry, signing_partners: set[str]) -> None:
-    caller = entry.authenticated_partner
-    if caller is not None and caller not in signing_partners:
+    check_caller(entry.authenticated_partner, signing_partners)
+
+
+def check_caller(caller: str | None, recording_partners: set[str]) -> None:
+    """The authenticated caller (if any) must be a partner recording the entry."""
+    if caller is not None and caller not in recording_partners:
         raise refuse(
             Rule.IDENTITY_MISMATCH,
             f"the caller {caller!r} is not the partner recording this entry "
-            f"({', '.join(sorted(signing_partners))})",
+            f"({', '.join(sorted(recording_partners))})",
         )
 
 

@@ -654,6 +654,14 @@ def _event_from_another_caller(ledger: Ledger) -> Submission:
 
 
 @refusal(Rule.IDENTITY_MISMATCH)
+def _logged_event_resubmitted_by_another_caller(ledger: Ledger) -> Submission:
+    # Checked before duplicate detection: another partner gets no receipt for it either.
+    logged = replace(_extraction(ledger), authenticated_partner="mine")
+    ledger.append(logged)
+    return replace(logged, authenticated_partner="trader")
+
+
+@refusal(Rule.IDENTITY_MISMATCH)
 def _governance_from_a_caller_not_signing(ledger: Ledger) -> Submission:
     return replace(ledger.world.admit("newco", ROLE.ROLE_TRADER), authenticated_partner="mine")
 
