@@ -80,6 +80,11 @@ class GroupCommitter:
                 return
 
     async def _commit(self, batch: list[_Item]) -> None:
+        # A caller that gave up (deadline passed, cancelled) before its batch started
+        # is not appended: it will never see a receipt.
+        batch = [item for item in batch if not item[1].cancelled()]
+        if not batch:
+            return
         try:
             outcomes = await asyncio.to_thread(
                 self._sequencer.append_batch, [submission for submission, _ in batch]

@@ -13,8 +13,9 @@ from ledger.errors import MalformedProofError
 from ledger.merkle import HASH_SIZE, ConsistencyProof, InclusionProof
 from ledger.receipts import Receipt
 
-MAX_PROOF_HASHES = 64
-"""An RFC 9162 path in a tree of at most 2^63 leaves has fewer than 64 hashes."""
+MAX_INCLUSION_HASHES = 63
+"""An RFC 9162 audit path in a tree of at most 2^63 leaves has at most 63 hashes."""
+MAX_CONSISTENCY_HASHES = 2 * MAX_INCLUSION_HASHES
 
 
 def _hash(value: bytes, name: str) -> bytes:
@@ -23,9 +24,9 @@ def _hash(value: bytes, name: str) -> bytes:
     return bytes(value)
 
 
-def _path(values: list[bytes] | tuple[bytes, ...], name: str) -> tuple[bytes, ...]:
-    if len(values) > MAX_PROOF_HASHES:
-        raise MalformedProofError(f"{name} has {len(values)} hashes; at most {MAX_PROOF_HASHES}")
+def _path(values: list[bytes], name: str, limit: int) -> tuple[bytes, ...]:
+    if len(values) > limit:
+        raise MalformedProofError(f"{name} has {len(values)} hashes; at most {limit}")
     return tuple(_hash(value, name) for value in values)
 
 
@@ -45,7 +46,7 @@ def inclusion_from_proto(message: log_pb2.InclusionProof) -> InclusionProof:
         tree_size=message.tree_size,
         leaf_hash=_hash(message.leaf_hash, "leaf_hash"),
         root=_hash(message.root, "root"),
-        hashes=_path(list(message.hashes), "hashes"),
+        hashes=_path(list(message.hashes), "hashes", MAX_INCLUSION_HASHES),
     )
 
 
@@ -65,7 +66,7 @@ def consistency_from_proto(message: log_pb2.ConsistencyProof) -> ConsistencyProo
         new_size=message.new_size,
         old_root=_hash(message.old_root, "old_root"),
         new_root=_hash(message.new_root, "new_root"),
-        hashes=_path(list(message.hashes), "hashes"),
+        hashes=_path(list(message.hashes), "hashes", MAX_CONSISTENCY_HASHES),
     )
 
 

@@ -32,7 +32,8 @@ MAX_ITEMS = 1_000
 """Upper bound on repeated fields (inputs, outputs, evidence, keys ...)."""
 
 _ID = re.compile(r"[\x21-\x7e]{1,128}")
-_PARTNER_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+PARTNER_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+"""A partner id; also the identity in a partner's TLS certificate (ledger/tls_identity.py)."""
 _ELEMENT = re.compile(r"[A-Z][a-z]{0,2}")
 _COUNTRY = re.compile(r"[A-Z]{2}")
 _RMI_ID = re.compile(r"CID\d{6}")
@@ -381,7 +382,7 @@ def check_id(value: str, where: str) -> None:
 
 
 def check_partner_id(value: str, where: str) -> None:
-    if not _PARTNER_ID.fullmatch(value):
+    if not PARTNER_ID_PATTERN.fullmatch(value):
         raise invalid(
             f"{where} must be 1 to 64 of lowercase letters, digits, '.', '_' and '-', "
             "starting with a letter or digit"

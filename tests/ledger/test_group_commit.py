@@ -103,3 +103,31 @@ def test_a_failed_batch_fails_its_callers_and_the_next_batch_proceeds(
 
     asyncio.run(run())
     assert store.size() == 1
+
+
+def test_a_caller_that_gave_up_before_its_batch_is_not_appended(
+    sequencer: Sequencer, store: LogStore, make_submission: SubmissionFactory
+) -> None:
+    kept, abandoned = make_submission(), make_submission()
+    batches: list[int] = []
+
+    async def run() -> Receipt:
+        committer = GroupCommitter(
+            sequencer, on_batch=lambda outcomes: batches.append(len(outcomes))
+        )
+        committer.start()
+        # Both are queued before the committer takes them; then one caller gives up.
+        waiting = asyncio.ensure_future(committer.submit(abandoned))
+        answered = asyncio.ensure_future(committer.submit(kept))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        receipt = await answered
+        await committer.close()
+        return receipt
+
+    before = store.size()
+    receipt = asyncio.run(run())
+    assert receipt.index == before
+    assert store.size() == before + 1  # only the caller still waiting was appended
+    assert batches == [1]
+    assert store.indices_for_digests({abandoned.envelope.digest()}) == {}
