@@ -1,9 +1,12 @@
 """Group commit for concurrent callers: submissions that arrive together share a batch.
 
-Callers await ``submit``; a single task drains the queue into batches of up
-to ``max_batch`` entries and hands each to the sequencer in a worker thread.
-While one batch commits the next one gathers, so the batch size grows with
-load and each caller waits for at most about two commits.
+Callers await ``submit`` (or ``enqueue`` and await the future later); a single
+task drains the queue into batches of up to ``max_batch`` entries. Batches are
+pipelined in two stages on worker threads: while batch N is sequenced and
+committed under the log's lock, batch N+1 is already being admitted
+(signatures verified, payloads checked). Batches are sequenced strictly in
+queue order, so entries sent one after another by one caller keep their order.
+The batch size grows with load and each caller waits for about two commits.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Final
 from ledger.admission import Submission
 from ledger.errors import CustodyError, UnavailableError
 from ledger.receipts import Receipt
-from ledger.sequencer import AppendOutcome, Sequencer
+from ledger.sequencer import AdmittedBatch, AppendOutcome, Sequencer
 
 _STOP: Final = object()
 _Item = tuple[Submission, "asyncio.Future[Receipt]"]
@@ -45,13 +48,18 @@ class GroupCommitter:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def submit(self, submission: Submission) -> Receipt:
-        """Wait until the entry is durably logged; raise its refusal otherwise."""
+    async def enqueue(self, submission: Submission) -> asyncio.Future[Receipt]:
+        """Queue an entry (waiting while the queue is full); its future resolves to the
+        receipt once the entry is durably logged, or to its refusal."""
         if self._closing or self._task is None:
             raise UnavailableError("the sequencer is not accepting entries")
         future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
         await self._queue.put((submission, future))
-        return await future
+        return future
+
+    async def submit(self, submission: Submission) -> Receipt:
+        """Wait until the entry is durably logged; raise its refusal otherwise."""
+        return await (await self.enqueue(submission))
 
     async def close(self) -> None:
         """Stop taking entries, finish everything already queued, then return."""
@@ -63,36 +71,53 @@ class GroupCommitter:
             await self._task
 
     async def _run(self) -> None:
-        while True:
-            first = await self._queue.get()
-            if first is _STOP:
-                return
-            batch: list[_Item] = [first]  # type: ignore[list-item]
-            stop_after = False
-            while len(batch) < self._max_batch and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is _STOP:
-                    stop_after = True
-                    break
-                batch.append(item)  # type: ignore[arg-type]
-            await self._commit(batch)
-            if stop_after:
-                return
+        sequencing: asyncio.Task[None] | None = None
+        try:
+            while True:
+                first = await self._queue.get()
+                if first is _STOP:
+                    return
+                batch: list[_Item] = [first]  # type: ignore[list-item]
+                stop_after = False
+                while len(batch) < self._max_batch and not self._queue.empty():
+                    item = self._queue.get_nowait()
+                    if item is _STOP:
+                        stop_after = True
+                        break
+                    batch.append(item)  # type: ignore[arg-type]
+                sequencing = await self._pipeline(batch, sequencing)
+                if stop_after:
+                    return
+        finally:
+            if sequencing is not None:
+                await sequencing
 
-    async def _commit(self, batch: list[_Item]) -> None:
+    async def _pipeline(
+        self, batch: list[_Item], previous: asyncio.Task[None] | None
+    ) -> asyncio.Task[None] | None:
+        """Admit ``batch`` (overlapping the previous batch's commit), then start its
+        commit once the previous one is done; returns the commit task."""
         # A caller that gave up (deadline passed, cancelled) before its batch started
         # is not appended: it will never see a receipt.
         batch = [item for item in batch if not item[1].cancelled()]
         if not batch:
-            return
+            return previous
         try:
-            outcomes = await asyncio.to_thread(
-                self._sequencer.append_batch, [submission for submission, _ in batch]
+            admitted = await asyncio.to_thread(
+                self._sequencer.admit_batch, [submission for submission, _ in batch]
             )
         except Exception as exc:  # a failed batch fails its callers, never the loop
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            _fail(batch, exc)
+            return previous
+        if previous is not None:
+            await previous
+        return asyncio.get_running_loop().create_task(self._sequence(batch, admitted))
+
+    async def _sequence(self, batch: list[_Item], admitted: AdmittedBatch) -> None:
+        try:
+            outcomes = await asyncio.to_thread(self._sequencer.sequence_batch, admitted)
+        except Exception as exc:
+            _fail(batch, exc)
             return
         if self._on_batch is not None:
             self._on_batch(outcomes)
@@ -103,3 +128,9 @@ class GroupCommitter:
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+
+
+def _fail(batch: list[_Item], error: Exception) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(error)

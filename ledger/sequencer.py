@@ -109,6 +109,13 @@ class _Prepared:
 
 
 @dataclass(frozen=True)
+class AdmittedBatch:
+    """A batch that went through the stateless checks (``Sequencer.admit_batch``)."""
+
+    outcomes: list[_Prepared | CustodyError]
+
+
+@dataclass(frozen=True)
 class _Head:
     tree: CompactRange
     chain_head: bytes
@@ -278,9 +285,17 @@ class Sequencer:
            checkpoint; commit.
         5. Answer each submission with a receipt against that checkpoint.
         """
-        admitted = self._admit_all(submissions)
+        return self.sequence_batch(self.admit_batch(submissions))
+
+    def admit_batch(self, submissions: Sequence[Submission]) -> AdmittedBatch:
+        """Step 1 alone: no lock, no storage. A pipeline may admit the next batch
+        while the previous one is being sequenced (``sequence_batch``)."""
+        return AdmittedBatch(self._admit_all(submissions))
+
+    def sequence_batch(self, admitted: AdmittedBatch) -> list[AppendOutcome]:
+        """Steps 2-5 for a batch from ``admit_batch``, under the log's write lock."""
         with self._lock:
-            return self._sequence(admitted)
+            return self._sequence(admitted.outcomes)
 
     # --- steps ---------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from ledger.dsse import Envelope
 from ledger.errors import CustodyError, StorageError, UnavailableError, UnsignedEntryError
 from ledger.group_commit import GroupCommitter
 from ledger.receipts import Receipt, verify_receipt
-from ledger.sequencer import Sequencer
+from ledger.sequencer import AdmittedBatch, Sequencer
 from ledger.storage import LogStore
 from tests.support import SubmissionFactory
 
@@ -80,17 +80,17 @@ def test_a_failed_batch_fails_its_callers_and_the_next_batch_proceeds(
     make_submission: SubmissionFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = sequencer.append_batch
+    real = sequencer.sequence_batch
     calls = 0
 
-    def flaky(submissions: list[Submission]) -> list[Receipt | CustodyError]:
+    def flaky(admitted: AdmittedBatch) -> list[Receipt | CustodyError]:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise StorageError("database went away")
-        return real(submissions)
+        return real(admitted)
 
-    monkeypatch.setattr(sequencer, "append_batch", flaky)
+    monkeypatch.setattr(sequencer, "sequence_batch", flaky)
 
     async def run() -> None:
         committer = GroupCommitter(sequencer)
@@ -131,3 +131,20 @@ def test_a_caller_that_gave_up_before_its_batch_is_not_appended(
     assert store.size() == before + 1  # only the caller still waiting was appended
     assert batches == [1]
     assert store.indices_for_digests({abandoned.envelope.digest()}) == {}
+
+
+def test_pipelined_batches_keep_the_order_entries_were_queued_in(
+    sequencer: Sequencer, make_submission: SubmissionFactory
+) -> None:
+    submissions = [make_submission() for _ in range(60)]
+
+    async def run() -> list[int]:
+        committer = GroupCommitter(sequencer, max_batch=7)
+        committer.start()
+        # One caller streaming without waiting: later entries may depend on earlier ones.
+        futures = [await committer.enqueue(s) for s in submissions]
+        receipts = await asyncio.gather(*futures)
+        await committer.close()
+        return [r.index for r in receipts]
+
+    assert asyncio.run(run()) == list(range(60))
