@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from ledger.errors import (
     MalformedKeyError,
     NotFoundError,
     OutOfRangeError,
+    UnavailableError,
 )
 from ledger.group_commit import GroupCommitter
 from ledger.leaf import envelope_from_proto
@@ -124,31 +126,44 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
         context: Context,
     ) -> AsyncIterator[ledger_service_pb2.AppendStreamResponse]:
         """Read entries while fewer than ``max_in_flight`` await their outcome (so HTTP/2
-        flow control holds back a faster client) and answer each as its batch commits."""
+        flow control holds back a faster client) and answer each as its batch commits.
+
+        Entries are queued for the sequencer in the order they arrive, so a stream may
+        carry entries that depend on earlier ones without waiting for their receipts.
+        """
         caller = await self.guard.caller(context)
         structlog.contextvars.bind_contextvars(partner=caller.partner_id)
         window = asyncio.Semaphore(self.limits.max_in_flight)
         answers: asyncio.Queue[ledger_service_pb2.AppendStreamResponse | None] = asyncio.Queue()
-        in_flight: set[asyncio.Task[None]] = set()
+        in_flight: set[asyncio.Future[Receipt]] = set()
 
-        async def answer(request: ledger_service_pb2.AppendStreamRequest) -> None:
-            try:
-                outcome = await self._stream_outcome(caller, request)
-            finally:
-                window.release()
-            await answers.put(outcome)
+        def settle(sequence: int, future: asyncio.Future[Receipt]) -> None:
+            in_flight.discard(future)
+            window.release()
+            answers.put_nowait(_stream_response(sequence, future))
 
         async def read() -> None:
             try:
                 async for request in request_iterator:
                     await window.acquire()
-                    task = asyncio.get_running_loop().create_task(answer(request))
-                    in_flight.add(task)
-                    task.add_done_callback(in_flight.discard)
+                    try:
+                        submission = await self._submission(
+                            caller,
+                            request.HasField("envelope"),
+                            request.envelope,
+                            request.public_keys,
+                        )
+                        future = await self.committer.enqueue(submission)
+                    except CustodyError as exc:
+                        window.release()
+                        answers.put_nowait(_refusal_response(request.sequence, exc))
+                        continue
+                    in_flight.add(future)
+                    future.add_done_callback(functools.partial(settle, request.sequence))
                 if in_flight:
-                    await asyncio.gather(*in_flight)
+                    await asyncio.wait(set(in_flight))
             finally:
-                await answers.put(None)
+                answers.put_nowait(None)
 
         reader = asyncio.get_running_loop().create_task(read())
         counts = {"receipt": 0, "refusal": 0}
@@ -160,40 +175,10 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
         finally:
             log.info("stream closed", appended=counts["receipt"], refused=counts["refusal"])
             reader.cancel()
-            for task in list(in_flight):
-                task.cancel()
+            for future in list(in_flight):
+                future.cancel()  # not yet batched: the caller is gone, so not appended
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
-
-    async def _stream_outcome(
-        self, caller: Caller, request: ledger_service_pb2.AppendStreamRequest
-    ) -> ledger_service_pb2.AppendStreamResponse:
-        sequence = request.sequence
-        try:
-            receipt = await self._append(
-                caller, request.HasField("envelope"), request.envelope, request.public_keys
-            )
-        except CustodyError as exc:
-            log.debug("refused", sequence=sequence, reason=exc.reason)
-            return ledger_service_pb2.AppendStreamResponse(
-                sequence=sequence,
-                refusal=ledger_service_pb2.AppendRefusal(
-                    code=status_code_for(exc).value[0], reason=exc.reason, message=str(exc)
-                ),
-            )
-        if receipt.duplicate:
-            return ledger_service_pb2.AppendStreamResponse(
-                sequence=sequence,
-                refusal=ledger_service_pb2.AppendRefusal(
-                    code=grpc.StatusCode.ALREADY_EXISTS.value[0],
-                    reason=ALREADY_LOGGED,
-                    message=f"this entry is already in the log at index {receipt.index}",
-                    original_receipt=receipt_to_proto(receipt),
-                ),
-            )
-        return ledger_service_pb2.AppendStreamResponse(
-            sequence=sequence, receipt=receipt_to_proto(receipt)
-        )
 
     # --- reads -----------------------------------------------------------------------
 
@@ -302,6 +287,53 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
             async for chunk in self._chunks(next_index, latest.tree_size):
                 yield ledger_service_pb2.FollowResponse(entries=chunk, checkpoint=latest.note)
             next_index = latest.tree_size
+
+
+def _refusal_response(
+    sequence: int, error: CustodyError
+) -> ledger_service_pb2.AppendStreamResponse:
+    log.debug("refused", sequence=sequence, reason=error.reason)
+    return ledger_service_pb2.AppendStreamResponse(
+        sequence=sequence,
+        refusal=ledger_service_pb2.AppendRefusal(
+            code=status_code_for(error).value[0], reason=error.reason, message=str(error)
+        ),
+    )
+
+
+def _stream_response(
+    sequence: int, future: asyncio.Future[Receipt]
+) -> ledger_service_pb2.AppendStreamResponse:
+    """The answer to one streamed entry once its future has settled."""
+    if future.cancelled():
+        return _refusal_response(sequence, UnavailableError("the entry was not sequenced"))
+    error = future.exception()
+    if isinstance(error, CustodyError):
+        return _refusal_response(sequence, error)
+    if error is not None:  # the node's own fault: logged, answered without internals
+        log.error("append failed", sequence=sequence, exc_info=error)
+        return ledger_service_pb2.AppendStreamResponse(
+            sequence=sequence,
+            refusal=ledger_service_pb2.AppendRefusal(
+                code=grpc.StatusCode.INTERNAL.value[0],
+                reason="INTERNAL",
+                message="internal error; the node logged the details",
+            ),
+        )
+    receipt = future.result()
+    if receipt.duplicate:
+        return ledger_service_pb2.AppendStreamResponse(
+            sequence=sequence,
+            refusal=ledger_service_pb2.AppendRefusal(
+                code=grpc.StatusCode.ALREADY_EXISTS.value[0],
+                reason=ALREADY_LOGGED,
+                message=f"this entry is already in the log at index {receipt.index}",
+                original_receipt=receipt_to_proto(receipt),
+            ),
+        )
+    return ledger_service_pb2.AppendStreamResponse(
+        sequence=sequence, receipt=receipt_to_proto(receipt)
+    )
 
 
 def _entry(stored: StoredLeaf) -> log_pb2.Entry:
