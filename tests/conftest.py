@@ -25,6 +25,7 @@ from ledger.note import NoteSigner
 from ledger.sequencer import EnvelopeRules, Sequencer, initialise_log
 from ledger.storage import LogStore
 from ledger.storage.database import normalise_url, sqlite_url
+from tests.services.node_support import Pki, make_pki, sample_partner_ids
 from tests.support import (
     PAYLOAD_TYPE,
     TEST_ORIGIN,
@@ -136,3 +137,10 @@ def make_submission(partner_signer: Signer) -> SubmissionFactory:
         return Submission.of(envelope, [s.public_key for s in use])
 
     return make
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A consortium CA with a node certificate and every sample partner's certificate
+    (plus a foreign CA issuing the same ids); issuing them takes a moment, so once."""
+    return make_pki(tmp_path_factory.mktemp("pki"), sample_partner_ids())

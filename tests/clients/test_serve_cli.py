@@ -1,0 +1,90 @@
+"""``custody serve`` as an operator runs it: a process, a config file, JSON logs, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ledger.storage.database import sqlite_url
+from tests.services.node_support import Pki, make_ledger
+
+CUSTODY = [sys.executable, "-m", "clients.cli.main"]
+
+
+def _read_event(stream: IO[str], wanted: str, deadline: float) -> dict[str, Any]:
+    """The first JSON log line whose event is ``wanted``; fails on a non-JSON line."""
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if not line:
+            break
+        record = json.loads(line)  # every line the node logs is one JSON object
+        if record.get("event") == wanted:
+            return dict(record)
+    raise AssertionError(f"the node never logged {wanted!r}")
+
+
+def test_serve_with_mutual_tls_then_stop_gracefully_on_sigterm(pki: Pki, tmp_path: Path) -> None:
+    ledger = make_ledger(tmp_path / "ledger", sqlite_url(tmp_path / "ledger" / "custody.db"))
+    config = tmp_path / "node.toml"
+    config.write_text(
+        "[node]\n"
+        'listen = "127.0.0.1:0"\n'
+        f'data_dir = "{ledger.data_dir}"\n'
+        "[tls]\n"
+        f'cert = "{pki.server_cert}"\n'
+        f'key = "{pki.server_key}"\n'
+        f'client_ca = "{pki.ca.certificate_path}"\n'
+        "[metrics]\n"
+        'listen = ""\n'
+    )
+    env = {**os.environ, "CUSTODY_LIMITS_SHUTDOWN_GRACE_SECONDS": "2"}
+    process = subprocess.Popen(
+        [*CUSTODY, "serve", "--config", str(config)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stderr is not None
+        serving = _read_event(process.stderr, "serving", time.monotonic() + 60)
+        assert serving["tls"] is True
+        assert serving["tree_size"] == 55
+        with grpc.secure_channel(
+            serving["address"], pki.channel_credentials("kokkola-refining")
+        ) as channel:
+            answer = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="custody.v1.LedgerService"), timeout=10
+            )
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        process.send_signal(signal.SIGTERM)
+        stopped = _read_event(process.stderr, "stopped", time.monotonic() + 30)
+        assert stopped["tree_size"] == 55
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_serve_refuses_to_start_without_tls_settings(tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text('[node]\nlisten = "127.0.0.1:0"\n')
+    result = subprocess.run(
+        [*CUSTODY, "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "CONFIGURATION" in result.stderr
+    assert "--insecure-dev" in result.stderr
