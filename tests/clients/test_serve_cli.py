@@ -61,7 +61,8 @@ def test_serve_with_mutual_tls_then_stop_gracefully_on_sigterm(pki: Pki, tmp_pat
         with grpc.secure_channel(
             serving["address"], pki.channel_credentials("kokkola-refining")
         ) as channel:
-            answer = health_pb2_grpc.HealthStub(channel).Check(
+            # types-grpcio-health-checking declares no methods on the stub.
+            answer = health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]
                 health_pb2.HealthCheckRequest(service="custody.v1.LedgerService"), timeout=10
             )
             assert answer.status == health_pb2.HealthCheckResponse.SERVING
