@@ -78,6 +78,7 @@ $(NODE_STAMP): package-lock.json package.json
 bench: $(STAMP)
 	$(BIN)/python -m bench.append
 	$(BIN)/python -m bench.domain_append
+	$(BIN)/python -m bench.grpc_append
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
