@@ -262,3 +262,17 @@ class UnavailableError(CustodyError):
     """The service cannot take the request now (shutting down, overloaded); retry later."""
 
     reason = "UNAVAILABLE"
+
+
+class RemoteError(CustodyError):
+    """A node answered with a status no other branch of this tree describes.
+
+    ``status_code`` is the gRPC status code's name (``INTERNAL``, ``UNKNOWN``, ...);
+    ``reason`` is the node's ErrorInfo reason when it sent one.
+    """
+
+    reason = "REMOTE_ERROR"
+
+    def __init__(self, message: str, *, status_code: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code

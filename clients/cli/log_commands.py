@@ -1,4 +1,8 @@
-"""``custody init``, ``custody db`` and ``custody log``: the local log."""
+"""``custody init``, ``custody db`` and ``custody log``: the local log, or a node's.
+
+With ``--server`` the ``log`` commands ask a node instead of the local database;
+``clients.cli.remote_log`` fetches and verifies, and the output here is the same.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +12,28 @@ from typing import TextIO
 
 import click
 
+from clients.cli import remote_log
 from clients.cli.context import (
     LOG_KEY_PASSPHRASE_ENV,
     CliContext,
     load_key,
     passphrase_from_env,
 )
-from clients.cli.entries import PayloadDraft, parse_entries
+from clients.cli.entries import parse_entries
+from clients.cli.remote import RemoteOptions, remote_options, vkey_option
 from clients.cli.render import b64, entry_json, micros_to_iso, to_json
+from clients.cli.submit_command import (
+    receipt_result,
+    refusal_result,
+    report_appends,
+    submit_entries,
+)
 from clients.cli.verified_state import VerifiedState, read_checkpoint
 from ledger.admission import Submission
 from ledger.checkpoint import open_checkpoint
 from ledger.custody_rules import CustodyRules, reindex
 from ledger.dsse import Signer, sign_envelope
 from ledger.errors import (
-    AdmissionError,
     ConfigurationError,
     CustodyError,
     KeyFileError,
@@ -33,23 +44,18 @@ from ledger.errors import (
     VerificationError,
 )
 from ledger.keys import generate_private_key, save_private_key
-from ledger.leaf import decode_leaf
+from ledger.leaf import Leaf, decode_leaf
 from ledger.log_verifier import verify_log
 from ledger.merkle import ConsistencyProof, InclusionProof
 from ledger.note import NoteSigner, VerifierKey, check_key_name
 from ledger.receipts import verify_receipt
+from ledger.records import StoredLeaf
 from ledger.sequencer import Sequencer, initialise_log
 from ledger.storage import migrate
 from ledger.storage.log_store import MAX_INDEX, LogView
 
 pass_cli = click.make_pass_decorator(CliContext)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-vkey_option = click.option(
-    "--vkey",
-    default=None,
-    help="The log's trusted verifier key, or a file holding it "
-    "(default: log.vkey saved by `init` in the data directory).",
-)
 log_key_option = click.option(
     "--log-key",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -119,7 +125,7 @@ def db_upgrade(state: CliContext) -> None:
 
 @click.group()
 def log() -> None:
-    """Append to, read, prove and verify the local log."""
+    """Append to, read, prove and verify the local log, or a node's with --server."""
 
 
 @log.command("append")
@@ -134,6 +140,8 @@ def log() -> None:
 )
 @log_key_option
 @json_option
+@vkey_option
+@remote_options
 @pass_cli
 def append(
     state: CliContext,
@@ -141,6 +149,8 @@ def append(
     key_files: tuple[Path, ...],
     log_key: Path | None,
     as_json: bool,
+    vkey: str | None,
+    remote: RemoteOptions | None,
 ) -> None:
     """Sign the events in ENTRIES_FILE (- for stdin) and append them in one batch.
 
@@ -148,8 +158,17 @@ def append(
     protobuf's JSON mapping of custody.v1.Event / custody.v1.Governance: one,
     a JSON array, or one per line. Each receipt is verified before it is
     printed; entries the admission rules refuse are reported with their
-    reason, change nothing, and make the command exit 1.
+    reason, change nothing, and make the command exit 1. With --server the
+    entries go to that node, as `custody submit` sends them (--vkey is the key
+    its receipts are checked against).
     """
+    if remote is not None:
+        if log_key is not None:
+            raise click.UsageError("--log-key signs a local log; a node signs its own")
+        submit_entries(
+            state, remote, vkey, entries_file, key_files, as_json=as_json, progress=False
+        )
+        return
     drafts = parse_entries(entries_file.read(), entries_file.name)
     signers = [Signer(load_key(path)) for path in key_files]
     keys = [s.public_key for s in signers]
@@ -162,75 +181,73 @@ def append(
         outcomes = sequencer.append_batch([Submission.of(e, keys) for e in envelopes])
     finally:
         sequencer.close()
-    refused: list[tuple[PayloadDraft, CustodyError]] = []
+    refused: list[tuple[str, CustodyError]] = []
     results: list[dict[str, object]] = []
     for draft, envelope, outcome in zip(drafts, envelopes, outcomes, strict=True):
         if isinstance(outcome, CustodyError):
-            refused.append((draft, outcome))
-            results.append(
-                {"entry": draft.label, "refused": outcome.reason, "message": str(outcome)}
-            )
+            refused.append((draft.label, outcome))
+            results.append(refusal_result(draft.label, outcome))
             continue
         verify_receipt(outcome, sequencer.log_key, envelope.digest())
-        results.append(
-            {
-                "entry": draft.label,
-                "index": outcome.index,
-                "duplicate": outcome.duplicate,
-                "entry_digest": b64(envelope.digest()),
-                "leaf_hash": b64(outcome.inclusion.leaf_hash),
-                "checkpoint": outcome.checkpoint.decode(),
-                "inclusion_proof": outcome.inclusion.to_json(),
-            }
-        )
-    if as_json:
-        click.echo(to_json(results))
-    else:
-        for result in results:
-            if "refused" in result:
-                click.echo(f"refused  {result['entry']}: {result['refused']}: {result['message']}")
-            else:
-                what = "logged " if result["duplicate"] else "appended"
-                click.echo(
-                    f"{what} {result['entry']} at index {result['index']} (receipt verified)"
-                )
-        click.echo(f"tree size {sequencer.size}", err=True)
-    if refused:
-        draft, first = refused[0]
-        error = AdmissionError(
-            f"{len(refused)} of {len(drafts)} entries refused (they changed nothing); "
-            f"first: {draft.label}: {first}"
-        )
-        error.reason = first.reason  # the exit line names the rule that refused
-        raise error
+        results.append(receipt_result(draft.label, envelope, outcome))
+    report_appends(results, refused, sequencer.size, as_json)
 
 
 @log.command("checkpoint")
+@vkey_option
+@remote_options
 @pass_cli
-def checkpoint(state: CliContext) -> None:
-    """Print the latest signed checkpoint exactly as stored."""
-    latest = state.log_store().latest_checkpoint()
-    if latest is None:
-        raise OutOfRangeError("the log has no checkpoint")
-    sys.stdout.buffer.write(latest.note)
+def checkpoint(state: CliContext, vkey: str | None, remote: RemoteOptions | None) -> None:
+    """Print the latest signed checkpoint exactly as stored.
+
+    With --server: the node's, printed only once its signature verifies under
+    --vkey and a consistency proof shows it extends the newest checkpoint this
+    data directory verified before (which then moves forward to it).
+    """
+    if remote is not None:
+        note = remote_log.checkpoint(state, remote, vkey)
+    else:
+        latest = state.log_store().latest_checkpoint()
+        if latest is None:
+            raise OutOfRangeError("the log has no checkpoint")
+        note = latest.note
+    sys.stdout.buffer.write(note)
     sys.stdout.buffer.flush()
 
 
 @log.command("vkey")
 @pass_cli
 def vkey(state: CliContext) -> None:
-    """Print the log's verifier key (signed-note form)."""
+    """Print the log's verifier key (signed-note form) from the local database.
+
+    Local only: a node's answers are checked against a key you already trust
+    (--vkey), so there is no asking the node for its key.
+    """
     click.echo(state.log_store().info().verifier_key)
 
 
 @log.command("entry")
 @click.argument("index", type=click.IntRange(min=0, max=MAX_INDEX))
 @json_option
+@vkey_option
+@remote_options
 @pass_cli
-def entry(state: CliContext, index: int, as_json: bool) -> None:
-    """Show the leaf at INDEX: its bytes, hashes and decoded envelope."""
-    stored = state.log_store().leaf(index)
-    leaf = decode_leaf(stored.leaf_bytes)
+def entry(
+    state: CliContext, index: int, as_json: bool, vkey: str | None, remote: RemoteOptions | None
+) -> None:
+    """Show the leaf at INDEX: its bytes, hashes and decoded envelope.
+
+    With --server: the node's leaf, shown once it decodes, names its index, its
+    signatures verify and an inclusion proof ties it to the node's latest
+    checkpoint (checked as `log checkpoint --server` checks it).
+    """
+    stored: StoredLeaf
+    leaf: Leaf
+    if remote is not None:
+        stored, leaf = remote_log.entry(state, remote, vkey, index)
+    else:
+        stored = state.log_store().leaf(index)
+        leaf = decode_leaf(stored.leaf_bytes)
     rendered = entry_json(stored, leaf)
     if as_json:
         click.echo(to_json(rendered))
@@ -261,11 +278,24 @@ def prove() -> None:
 )
 @json_option
 @vkey_option
+@remote_options
 @pass_cli
 def prove_inclusion(
-    state: CliContext, index: int, size: int | None, as_json: bool, vkey: str | None
+    state: CliContext,
+    index: int,
+    size: int | None,
+    as_json: bool,
+    vkey: str | None,
+    remote: RemoteOptions | None,
 ) -> None:
-    """Prove that leaf INDEX is in the tree of the given size."""
+    """Prove that leaf INDEX is in the tree of the given size.
+
+    With --server: the node's proof, verified, its root tied to the checkpoint
+    signed at that size (or, if none was, to the latest through a consistency proof).
+    """
+    if remote is not None:
+        _print_proof(remote_log.prove_inclusion(state, remote, vkey, index, size), as_json)
+        return
     store = state.log_store()
     tree_size = size if size is not None else _latest_size(state)
     proof = store.inclusion_proof(index, tree_size)
@@ -279,11 +309,23 @@ def prove_inclusion(
 @click.argument("new", type=click.IntRange(min=0, max=MAX_INDEX), required=False)
 @json_option
 @vkey_option
+@remote_options
 @pass_cli
 def prove_consistency(
-    state: CliContext, old: int, new: int | None, as_json: bool, vkey: str | None
+    state: CliContext,
+    old: int,
+    new: int | None,
+    as_json: bool,
+    vkey: str | None,
+    remote: RemoteOptions | None,
 ) -> None:
-    """Prove that the tree of size OLD is a prefix of the tree of size NEW (default: latest)."""
+    """Prove that the tree of size OLD is a prefix of the tree of size NEW (default: latest).
+
+    With --server: the node's proof, verified, its new root tied to a signed checkpoint.
+    """
+    if remote is not None:
+        _print_proof(remote_log.prove_consistency(state, remote, vkey, old, new), as_json)
+        return
     store = state.log_store()
     proof = store.consistency_proof(old, new if new is not None else _latest_size(state))
     _self_check(proof)
@@ -363,9 +405,24 @@ def _print_proof(proof: InclusionProof | ConsistencyProof, as_json: bool) -> Non
     help="A checkpoint note trusted earlier; the log must contain it (repeatable). "
     "The newest checkpoint this data directory verified is always required too.",
 )
+@remote_options
 @pass_cli
-def verify(state: CliContext, vkey: str | None, checkpoint_files: tuple[Path, ...]) -> None:
-    """Replay the whole log: signatures, chain, tree nodes and checkpoints."""
+def verify(
+    state: CliContext,
+    vkey: str | None,
+    checkpoint_files: tuple[Path, ...],
+    remote: RemoteOptions | None,
+) -> None:
+    """Replay the whole log: signatures, chain, tree nodes and checkpoints.
+
+    With --server: every entry of the node's log, streamed, must decode, name its
+    index, continue the hash chain and carry valid signatures, and together hash
+    to the root of the node's latest signed checkpoint, which must be consistent
+    with the trusted checkpoints; exit 3 names the first bad index.
+    """
+    if remote is not None:
+        _verify_remote(state, remote, vkey, checkpoint_files)
+        return
     log_key = state.trusted_log_key(vkey)
     verified = VerifiedState(state.data_dir, log_key)
     trusted = [read_checkpoint(path, log_key) for path in checkpoint_files]
@@ -389,6 +446,23 @@ def verify(state: CliContext, vkey: str | None, checkpoint_files: tuple[Path, ..
     for checkpoint in trusted:
         click.echo(f"contains the trusted checkpoint of size {checkpoint.size}")
     click.echo(f"root {b64(result.root_hash)}")
+
+
+def _verify_remote(
+    state: CliContext, remote: RemoteOptions, vkey: str | None, checkpoint_files: tuple[Path, ...]
+) -> None:
+    progress = _progress_line if sys.stderr.isatty() else None
+    result = remote_log.verify(state, remote, vkey, checkpoint_files, progress)
+    if progress is not None:
+        click.echo("", err=True)
+    signed = result.checkpoint.checkpoint
+    click.echo(
+        f"log {signed.origin} at {remote.server} verified: {result.leaves} leaves, "
+        f"the root of the checkpoint signed at size {signed.size}"
+    )
+    for size in result.trusted_sizes:
+        click.echo(f"contains the trusted checkpoint of size {size}")
+    click.echo(f"root {b64(signed.root_hash)}")
 
 
 @log.command("reindex")

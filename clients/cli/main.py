@@ -14,6 +14,7 @@ from clients.cli.lot_commands import lot
 from clients.cli.pki_commands import pki
 from clients.cli.sample_commands import sample
 from clients.cli.serve_command import serve
+from clients.cli.submit_command import submit
 from ledger.errors import CustodyError, LogIntegrityError
 
 
@@ -47,6 +48,7 @@ cli.add_command(lot)
 cli.add_command(pki)
 cli.add_command(sample)
 cli.add_command(serve)
+cli.add_command(submit)
 
 
 def main(argv: list[str] | None = None) -> int:

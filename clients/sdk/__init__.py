@@ -1,0 +1,45 @@
+"""The Custody partner SDK: submit signed entries to a node and read the log, verified.
+
+Two clients with the same methods: ``PartnerClient`` (blocking) and
+``AsyncPartnerClient`` (asyncio). Nothing a node sends is returned before it is
+checked against the log's verifier key: receipts, entries, proofs, checkpoints
+and provenance bundles. Refusals and failures raise ``ledger.errors.CustodyError``
+subclasses (see docs/sdk.md)::
+
+    from clients.sdk import ClientTls, PartnerClient
+    from ledger.note import VerifierKey
+
+    tls = ClientTls.from_files("ca.pem", "kokkola-refining.pem", "kokkola-refining-key.pem")
+    with PartnerClient.connect(
+        "ledger.example.org:7443", log_key=VerifierKey.parse(vkey), tls=tls
+    ) as client:
+        receipt = client.sign_and_submit(payload_type, payload, [signer])
+"""
+
+from clients.sdk._internal.async_client import AsyncPartnerClient
+from clients.sdk._internal.results import (
+    LogEntry,
+    SubmitItem,
+    SubmitOutcome,
+    TraceResult,
+    VerifiedConsistency,
+    VerifiedInclusion,
+)
+from clients.sdk._internal.submission import DEFAULT_WINDOW
+from clients.sdk._internal.sync_client import PartnerClient
+from clients.sdk._internal.transport import ClientTls
+from ledger.receipts import VerifiedReceipt
+
+__all__ = [
+    "DEFAULT_WINDOW",
+    "AsyncPartnerClient",
+    "ClientTls",
+    "LogEntry",
+    "PartnerClient",
+    "SubmitItem",
+    "SubmitOutcome",
+    "TraceResult",
+    "VerifiedConsistency",
+    "VerifiedInclusion",
+    "VerifiedReceipt",
+]

@@ -1,0 +1,1 @@
+"""Internals of the partner SDK: no stable API; import from ``clients.sdk``."""

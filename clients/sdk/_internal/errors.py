@@ -1,0 +1,156 @@
+"""A node's refusals, translated into Custody's one error tree (``ledger.errors``).
+
+The node sends a status code plus a ``google.rpc.ErrorInfo`` detail (domain
+``custody.dev``) whose reason is a stable code; an AppendStream refusal carries
+the same code and reason in its message. Both go through ``error_for`` so a
+caller sees the same exception whichever way an entry was submitted. The
+server's reason is kept on the instance (``error.reason``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from custody.v1 import ledger_service_pb2, log_pb2
+from ledger.errors import (
+    AdmissionError,
+    AdmissionRuleError,
+    CustodyError,
+    EntryTooLargeError,
+    MalformedBundleError,
+    MalformedCheckpointError,
+    MalformedEnvelopeError,
+    MalformedError,
+    MalformedKeyError,
+    MalformedLeafError,
+    MalformedNoteError,
+    MalformedProofError,
+    NotAPartnerError,
+    NotFoundError,
+    OutOfRangeError,
+    PermissionDeniedError,
+    RemoteError,
+    Rule,
+    UnauthenticatedError,
+    UnavailableError,
+    UnsignedEntryError,
+)
+
+ERROR_DOMAIN = "custody.dev"
+ALREADY_LOGGED = "ENTRY_ALREADY_LOGGED"
+"""ErrorInfo reason of ALREADY_EXISTS on Append: the original receipt is attached."""
+
+_RULES = frozenset(rule.value for rule in Rule)
+_CODES_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
+# INVALID_ARGUMENT reasons that name a precise class of the tree; any other reason
+# under that code (BAD_SIGNATURE, UNKNOWN_KEY, ...) is the client's malformed input.
+_ARGUMENT_CLASSES: dict[str, type[MalformedError] | type[AdmissionError]] = {
+    cls.reason: cls
+    for cls in (
+        MalformedEnvelopeError,
+        MalformedLeafError,
+        MalformedNoteError,
+        MalformedCheckpointError,
+        MalformedKeyError,
+        MalformedProofError,
+        MalformedBundleError,
+        EntryTooLargeError,
+        UnsignedEntryError,
+        AdmissionError,
+    )
+}
+
+
+class AlreadyLoggedError(RemoteError):
+    """ALREADY_EXISTS: the entry is in the log already. ``submit`` turns it into the
+    verified original receipt; only a node that leaves the receipt out lets it escape."""
+
+    def __init__(self, message: str, original_receipt: log_pb2.AppendReceipt | None) -> None:
+        super().__init__(message, status_code=grpc.StatusCode.ALREADY_EXISTS.name)
+        self.original_receipt = original_receipt
+
+
+@dataclass(frozen=True)
+class RemoteStatus:
+    """What a node said when it refused: code, message, ErrorInfo reason, attached receipt."""
+
+    code: grpc.StatusCode
+    message: str
+    reason: str | None
+    original_receipt: log_pb2.AppendReceipt | None = None
+
+
+def status_of_rpc_error(error: grpc.RpcError) -> RemoteStatus:
+    """Read a failed call (sync or asyncio): its code, message and rich status details."""
+    if not isinstance(error, grpc.Call | grpc.aio.AioRpcError):
+        return RemoteStatus(grpc.StatusCode.UNKNOWN, str(error), None)
+    status = RemoteStatus(error.code(), error.details() or str(error), None)
+    try:
+        # An AioRpcError answers code(), details() and trailing_metadata() synchronously,
+        # like a grpc.Call, which is all from_call reads.
+        rich = rpc_status.from_call(cast(grpc.Call, error))
+    except ValueError:
+        return status  # details that contradict the status line are ignored, not trusted
+    if rich is None:
+        return status
+    reason: str | None = None
+    receipt: log_pb2.AppendReceipt | None = None
+    for detail in rich.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            if info.domain == ERROR_DOMAIN and reason is None:
+                reason = str(info.reason)
+        elif detail.Is(log_pb2.AppendReceipt.DESCRIPTOR):
+            receipt = log_pb2.AppendReceipt()
+            detail.Unpack(receipt)
+    return RemoteStatus(status.code, status.message, reason, receipt)
+
+
+def status_of_refusal(refusal: ledger_service_pb2.AppendRefusal) -> RemoteStatus:
+    """An AppendStream refusal: the status a unary Append would have failed with."""
+    return RemoteStatus(
+        _CODES_BY_VALUE.get(refusal.code, grpc.StatusCode.UNKNOWN),
+        refusal.message,
+        refusal.reason or None,
+        refusal.original_receipt if refusal.HasField("original_receipt") else None,
+    )
+
+
+def error_for(status: RemoteStatus) -> CustodyError:
+    """The Custody error for a node's refusal, carrying the node's reason."""
+    code, reason, message = status.code, status.reason, status.message
+    error: CustodyError
+    if reason in _RULES:
+        return AdmissionRuleError(Rule(reason), message)
+    if code == grpc.StatusCode.ALREADY_EXISTS:
+        error = AlreadyLoggedError(message, status.original_receipt)
+    elif code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        error = UnavailableError(message)
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            error.reason = code.name
+    elif code == grpc.StatusCode.UNAUTHENTICATED:
+        error = UnauthenticatedError(message)
+    elif code == grpc.StatusCode.PERMISSION_DENIED:
+        is_stranger = reason == NotAPartnerError.reason
+        error = (NotAPartnerError if is_stranger else PermissionDeniedError)(message)
+    elif code == grpc.StatusCode.NOT_FOUND:
+        error = NotFoundError(message)
+    elif code == grpc.StatusCode.OUT_OF_RANGE:
+        error = OutOfRangeError(message)
+    elif code == grpc.StatusCode.INVALID_ARGUMENT:
+        error = _ARGUMENT_CLASSES.get(reason or "", MalformedError)(message)
+    else:
+        error = RemoteError(message, status_code=code.name)
+    if reason:
+        error.reason = reason
+    return error
+
+
+def error_from_rpc(error: grpc.RpcError) -> CustodyError:
+    return error_for(status_of_rpc_error(error))

@@ -1,0 +1,117 @@
+"""Bookkeeping of one AppendStream, shared by both clients: sequence numbers, the
+entries awaiting their answer, and each answer turned into a verified outcome."""
+
+from __future__ import annotations
+
+import threading
+
+import grpc
+
+from clients.sdk._internal.errors import error_for, status_of_refusal
+from clients.sdk._internal.results import SubmitItem, SubmitOutcome
+from clients.sdk._internal.verify import verified_receipt
+from custody.v1 import ledger_service_pb2
+from ledger.dsse import Envelope
+from ledger.errors import MalformedEnvelopeError, VerificationError
+from ledger.leaf import envelope_to_proto
+from ledger.note import VerifierKey
+
+DEFAULT_WINDOW = 1000
+"""Entries in flight on one stream; the node's own per-stream limit defaults to 2000."""
+
+
+def check_window(window: int) -> int:
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be a positive int, got {window!r}")
+    return window
+
+
+def _split(item: SubmitItem) -> tuple[Envelope, list[bytes]]:
+    if isinstance(item, Envelope):
+        return item, []
+    if (
+        isinstance(item, tuple)
+        and len(item) == 2
+        and isinstance(item[0], Envelope)
+        and all(isinstance(key, bytes) for key in item[1])
+    ):
+        return item[0], list(item[1])
+    raise MalformedEnvelopeError(
+        "submit_many takes Envelope items or (Envelope, public keys) pairs, "
+        f"got {type(item).__name__}"
+    )
+
+
+class SubmitStream:
+    """One stream's entries in flight, by sequence number (= input position).
+
+    The request side (a gRPC thread, or a task) registers each entry before it is
+    sent; the response side turns each answer into a ``SubmitOutcome``: a receipt is
+    verified against the log key and the entry's digest (a receipt that fails raises,
+    it is never returned); a refusal becomes the translated error; an entry already
+    logged gets its verified original receipt.
+    """
+
+    def __init__(self, log_key: VerifierKey) -> None:
+        self._log_key = log_key
+        self._lock = threading.Lock()
+        self._pending: dict[int, Envelope] = {}
+        self._sent = 0
+        self._input_error: BaseException | None = None
+
+    @property
+    def sent(self) -> int:
+        return self._sent
+
+    def request_for(self, item: SubmitItem) -> ledger_service_pb2.AppendStreamRequest:
+        envelope, keys = _split(item)
+        with self._lock:
+            sequence = self._sent
+            self._pending[sequence] = envelope
+            self._sent += 1
+        return ledger_service_pb2.AppendStreamRequest(
+            sequence=sequence, envelope=envelope_to_proto(envelope), public_keys=keys
+        )
+
+    def input_failed(self, error: BaseException) -> None:
+        """The caller's iterable raised: send nothing more, answer what was sent, then
+        raise ``error`` from the outcome iterator."""
+        self._input_error = error
+
+    def outcome(self, response: ledger_service_pb2.AppendStreamResponse) -> SubmitOutcome:
+        with self._lock:
+            envelope = self._pending.pop(response.sequence, None)
+        if envelope is None:
+            raise VerificationError(
+                f"the node answered sequence {response.sequence}, which is not awaiting an answer"
+            )
+        position = response.sequence
+        kind = response.WhichOneof("outcome")
+        if kind == "receipt":
+            receipt = verified_receipt(response.receipt, envelope, self._log_key, duplicate=False)
+            return SubmitOutcome(position, envelope, receipt, None)
+        if kind != "refusal":
+            raise VerificationError(f"the node's answer to sequence {position} is empty")
+        refusal = response.refusal
+        if refusal.code == grpc.StatusCode.ALREADY_EXISTS.value[0] and refusal.HasField(
+            "original_receipt"
+        ):
+            original = verified_receipt(
+                refusal.original_receipt, envelope, self._log_key, duplicate=True
+            )
+            return SubmitOutcome(position, envelope, original, None)
+        return SubmitOutcome(position, envelope, None, error_for(status_of_refusal(refusal)))
+
+    def finish(self) -> None:
+        """The node closed the stream: re-raise the input's error, or require an answer
+        for every entry sent."""
+        if self._input_error is not None:
+            raise self._input_error
+        if self._pending:
+            raise VerificationError(
+                f"the node closed the stream leaving {len(self._pending)} entries unanswered"
+            )
+
+    def failure(self, error: BaseException) -> BaseException:
+        """The error to raise when the stream broke: the input's own error comes first."""
+        return self._input_error if self._input_error is not None else error

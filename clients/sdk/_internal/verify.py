@@ -1,0 +1,330 @@
+"""Pure checks of what a node sends: receipts, leaves, streams of leaves, proofs.
+
+Nothing here does I/O; the synchronous and the asyncio client run the same
+checks. Every failure raises a ``VerificationError`` subclass, also for bytes
+that do not even parse (the parser's reason is kept): an answer that does not
+verify is never returned.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from clients.sdk._internal.results import LogEntry
+from custody.v1 import bundle_pb2, ledger_service_pb2, log_pb2
+from ledger.bundle import ProvenanceBundle, VerifiedBundle, verify_bundle
+from ledger.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint
+from ledger.dsse import Envelope
+from ledger.errors import (
+    ConsistencyProofError,
+    CustodyError,
+    InclusionProofError,
+    LogIntegrityError,
+    MalformedError,
+    VerificationError,
+)
+from ledger.leaf import ZERO_HASH, Leaf, decode_leaf, verify_leaf_signatures
+from ledger.merkle import CompactRange, ConsistencyProof, InclusionProof
+from ledger.note import VerifierKey
+from ledger.receipts import VerifiedReceipt, verify_receipt
+from ledger.wire import consistency_from_proto, inclusion_from_proto, receipt_from_proto
+
+# A node's answer that does not even parse is a failed verification: raising the
+# MalformedError itself would read as if the caller's own input were malformed.
+
+
+def _node_sent(what: str, exc: MalformedError) -> VerificationError:
+    error = VerificationError(f"the node sent a malformed {what}: {exc}")
+    error.reason = exc.reason
+    return error
+
+
+def signed_checkpoint(note: bytes, log_key: VerifierKey) -> SignedCheckpoint:
+    """``open_checkpoint`` on a note the node sent."""
+    try:
+        return open_checkpoint(note, log_key)
+    except MalformedError as exc:
+        raise _node_sent("checkpoint", exc) from exc
+
+
+def inclusion_of(message: log_pb2.InclusionProof) -> InclusionProof:
+    try:
+        return inclusion_from_proto(message)
+    except MalformedError as exc:
+        raise _node_sent("inclusion proof", exc) from exc
+
+
+def consistency_of(message: log_pb2.ConsistencyProof) -> ConsistencyProof:
+    try:
+        return consistency_from_proto(message)
+    except MalformedError as exc:
+        raise _node_sent("consistency proof", exc) from exc
+
+
+def verified_bundle(
+    message: bundle_pb2.ProvenanceBundle, lot_id: str, log_key: VerifierKey
+) -> tuple[ProvenanceBundle, VerifiedBundle]:
+    """The node's bundle for ``lot_id``, checked by ``ledger.bundle.verify_bundle``."""
+    try:
+        bundle = ProvenanceBundle.from_proto(message)
+        if bundle.lot_id != lot_id:
+            raise VerificationError(f"asked to trace {lot_id!r}, got a bundle of {bundle.lot_id!r}")
+        return bundle, verify_bundle(bundle, log_key)
+    except MalformedError as exc:
+        raise _node_sent("provenance bundle", exc) from exc
+
+
+def verified_receipt(
+    message: log_pb2.AppendReceipt, envelope: Envelope, log_key: VerifierKey, *, duplicate: bool
+) -> VerifiedReceipt:
+    """``ledger.receipts.verify_receipt`` on the wire form: signed checkpoint, the leaf
+    carries this very envelope (same entry digest), the inclusion proof holds."""
+    try:
+        receipt = receipt_from_proto(message, duplicate=duplicate)
+        return verify_receipt(receipt, log_key, envelope.digest())
+    except MalformedError as exc:
+        raise _node_sent("receipt", exc) from exc
+
+
+def verified_leaf(index: int, raw: bytes) -> Leaf:
+    """1. The bytes decode as a LedgerLeaf. 2. It names ``index``. 3. Its signer keys are
+    those its signatures name and every signature verifies. Failures name the index."""
+    try:
+        leaf = decode_leaf(raw)
+        if leaf.index != index:
+            raise LogIntegrityError(
+                f"the leaf sent as index {index} says it is index {leaf.index}", index=index
+            )
+        verify_leaf_signatures(leaf)
+    except LogIntegrityError:
+        raise
+    except CustodyError as exc:
+        raise LogIntegrityError(f"leaf {index}: {exc}", index=index) from exc
+    return leaf
+
+
+def check_inclusion(proof: InclusionProof, leaf: Leaf, signed: SignedCheckpoint) -> None:
+    """The proof is for this leaf's hash and index in the signed tree, and it verifies."""
+    checkpoint = signed.checkpoint
+    if (
+        proof.index != leaf.index
+        or proof.leaf_hash != leaf.leaf_hash
+        or proof.tree_size != checkpoint.size
+        or proof.root != checkpoint.root_hash
+    ):
+        raise InclusionProofError(
+            f"the inclusion proof is not for leaf {leaf.index} in the checkpoint of size "
+            f"{checkpoint.size}"
+        )
+    proof.verify()
+
+
+def check_signed_root(size: int, root: bytes, signed: SignedCheckpoint) -> None:
+    """A proof's root at ``size`` is the root the log signed at that size."""
+    if signed.checkpoint.size != size or signed.checkpoint.root_hash != root:
+        raise VerificationError(
+            f"the proof's root at tree size {size} is not the root of the checkpoint the "
+            f"node signed at size {signed.checkpoint.size}"
+        )
+
+
+def check_bridge(proof: ConsistencyProof, old_size: int, old_root: bytes, new: Checkpoint) -> None:
+    """``proof`` shows the tree (old_size, old_root) is a prefix of ``new``, and verifies."""
+    if (
+        proof.old_size != old_size
+        or proof.new_size != new.size
+        or proof.old_root != old_root
+        or proof.new_root != new.root_hash
+    ):
+        raise ConsistencyProofError(
+            f"the consistency proof is not from tree size {old_size} with the expected root "
+            f"to the checkpoint of size {new.size}"
+        )
+    proof.verify()
+
+
+def local_consistency(older: Checkpoint, newer: Checkpoint) -> ConsistencyProof | None:
+    """The proof between two checkpoints when none need be fetched (same size, or the
+    older is empty), verified; None when a proof must come from the node."""
+    if older.size not in (0, newer.size):
+        return None
+    proof = ConsistencyProof(older.size, newer.size, older.root_hash, newer.root_hash, ())
+    proof.verify()
+    return proof
+
+
+def checkpoints_in_order(first: Checkpoint, second: Checkpoint) -> tuple[Checkpoint, Checkpoint]:
+    return (first, second) if first.size <= second.size else (second, first)
+
+
+# --- streams of leaves ---------------------------------------------------------------
+
+
+class LeafSequence:
+    """Consecutive leaves from ``start``: each verified alone (``verified_leaf``) and
+    continuing the hash chain of the one before. From index 0 the chain starts at 32
+    zero bytes and a ``CompactRange`` folds the leaves into the Merkle root so far."""
+
+    def __init__(self, start: int) -> None:
+        self.next_index = start
+        self._chain_head: bytes | None = ZERO_HASH if start == 0 else None
+        self.tree: CompactRange | None = CompactRange() if start == 0 else None
+        self.last_leaf: Leaf | None = None
+
+    def accept(self, entry: log_pb2.Entry) -> Leaf:
+        index = self.next_index
+        if entry.index != index:
+            raise LogIntegrityError(
+                f"the node sent index {entry.index} where index {index} was due", index=index
+            )
+        leaf = verified_leaf(index, bytes(entry.leaf))
+        if self._chain_head is not None and leaf.prev_chain_hash != self._chain_head:
+            raise LogIntegrityError(f"leaf {index} does not continue the hash chain", index=index)
+        self._chain_head = leaf.chain_hash
+        if self.tree is not None:
+            self.tree.append(leaf.leaf_hash)
+        self.next_index = index + 1
+        self.last_leaf = leaf
+        return leaf
+
+
+@dataclass(frozen=True)
+class RangeAnchor:
+    """What a range of leaves [start, end) is checked against: a signed checkpoint and,
+    unless the range is the whole tree, the proven hash of its last leaf."""
+
+    checkpoint: SignedCheckpoint
+    start: int
+    end: int
+    last_leaf_hash: bytes | None
+
+
+class RangeVerifier:
+    """Leaves [start, end) of a GetEntries stream, checked as they arrive.
+
+    Every leaf is checked alone and must continue the chain of the one before. At
+    the end (``finish``) the range is tied to the signed checkpoint: for the whole
+    tree [0, size) the Merkle root of the leaves must be the signed root; otherwise
+    the last leaf must be the one an inclusion proof in the checkpoint's tree proved,
+    and the chain ties every earlier leaf of the range to it.
+    """
+
+    def __init__(self, anchor: RangeAnchor) -> None:
+        self.anchor = anchor
+        self._leaves = LeafSequence(anchor.start)
+
+    @property
+    def next_index(self) -> int:
+        return self._leaves.next_index
+
+    def accept(self, entry: log_pb2.Entry) -> LogEntry:
+        if entry.index >= self.anchor.end:
+            raise LogIntegrityError(
+                f"the node sent index {entry.index}, beyond the range's end {self.anchor.end}",
+                index=entry.index,
+            )
+        leaf = self._leaves.accept(entry)
+        return LogEntry(leaf.index, leaf, self.anchor.checkpoint)
+
+    def finish(self) -> None:
+        anchor, last = self.anchor, self.anchor.end - 1
+        if self._leaves.next_index != anchor.end:
+            raise LogIntegrityError(
+                f"the node ended the stream at index {self._leaves.next_index}, "
+                f"before {anchor.end}",
+                index=self._leaves.next_index,
+            )
+        if anchor.last_leaf_hash is not None:
+            leaf = self._leaves.last_leaf
+            if leaf is None or leaf.leaf_hash != anchor.last_leaf_hash:
+                raise LogIntegrityError(
+                    f"leaf {last} is not the leaf proven in the checkpoint of size "
+                    f"{anchor.checkpoint.checkpoint.size}",
+                    index=last,
+                )
+            return
+        tree = self._leaves.tree
+        if tree is None or tree.root() != anchor.checkpoint.checkpoint.root_hash:
+            raise LogIntegrityError(
+                f"the leaves do not hash to the root signed at size {anchor.end}", index=last
+            )
+
+
+class FollowVerifier:
+    """The messages of a Follow stream, each checked before its leaves are handed on.
+
+    Always: every checkpoint is signed by the log key; checkpoints never shrink and
+    never show two roots for one size; a message holds no leaf beyond its own
+    checkpoint; every leaf is checked alone, comes at the next index, and continues
+    the hash chain of the leaf before it.
+
+    From index 0 also: a ``CompactRange`` folds every leaf, and whenever the leaves
+    received reach a checkpoint's size, the Merkle root of all leaves so far must be
+    that checkpoint's root. A node that drops, alters, reorders or invents a leaf is
+    caught there, at the latest when the leaves reach the size of the checkpoint
+    their message carried (a large catch-up spans several messages with one
+    checkpoint, so the check can come a few messages later).
+
+    From another index the first leaf's ``prev_chain_hash`` and the Merkle binding
+    cannot be checked without the earlier leaves: use ``entry`` or
+    ``inclusion_proof`` for the leaves that matter, or follow from 0.
+    """
+
+    def __init__(self, log_key: VerifierKey, start_index: int) -> None:
+        self._log_key = log_key
+        self._leaves = LeafSequence(start_index)
+        self._latest: SignedCheckpoint | None = None
+        self._due: deque[SignedCheckpoint] = deque()  # sizes the leaves have not reached yet
+
+    def accept(self, message: ledger_service_pb2.FollowResponse) -> list[LogEntry]:
+        signed = signed_checkpoint(bytes(message.checkpoint), self._log_key)
+        self._check_monotonic(signed)
+        self._latest = signed
+        tree = self._leaves.tree
+        if tree is not None and signed.checkpoint.size >= tree.size:
+            # One checkpoint closes every message of a catch-up: keep it once.
+            if not self._due or self._due[-1].checkpoint.size != signed.checkpoint.size:
+                self._due.append(signed)
+            self._check_due_roots()
+        entries: list[LogEntry] = []
+        for entry in message.entries:
+            if entry.index >= signed.checkpoint.size:
+                raise LogIntegrityError(
+                    f"the node sent leaf {entry.index} with a checkpoint of size "
+                    f"{signed.checkpoint.size}, which does not cover it",
+                    index=entry.index,
+                )
+            leaf = self._leaves.accept(entry)
+            self._check_due_roots()
+            entries.append(LogEntry(leaf.index, leaf, signed))
+        return entries
+
+    def _check_monotonic(self, signed: SignedCheckpoint) -> None:
+        latest = self._latest
+        if latest is None:
+            return
+        if signed.checkpoint.size < latest.checkpoint.size:
+            raise ConsistencyProofError(
+                f"the node's checkpoint went back from size {latest.checkpoint.size} to "
+                f"{signed.checkpoint.size}"
+            )
+        if (
+            signed.checkpoint.size == latest.checkpoint.size
+            and signed.checkpoint.root_hash != latest.checkpoint.root_hash
+        ):
+            raise ConsistencyProofError(
+                f"the node signed two different roots for tree size {signed.checkpoint.size}"
+            )
+
+    def _check_due_roots(self) -> None:
+        tree = self._leaves.tree
+        if tree is None:
+            return
+        while self._due and self._due[0].checkpoint.size == tree.size:
+            checkpoint = self._due.popleft().checkpoint
+            if tree.root() != checkpoint.root_hash:
+                raise LogIntegrityError(
+                    f"the leaves received do not hash to the root signed at size {checkpoint.size}",
+                    index=max(checkpoint.size - 1, 0),
+                )

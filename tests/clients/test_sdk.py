@@ -1,0 +1,550 @@
+"""The partner SDK against a real node on port 0, over mutual TLS.
+
+One ledger (the sample consortium's 55 entries) and one node serve the whole
+module; tests append entries with fresh event ids and depend only on what they
+appended themselves, never on the exact tree size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from clients.cli.verified_state import VerifiedState
+from clients.sample.consortium import (
+    BALTIC,
+    BOTHNIA,
+    EXPECTED_COBALT_ORIGINS,
+    FINAL_LOT_ID,
+    partner_signer,
+    utc_seconds,
+)
+from clients.sdk import (
+    AsyncPartnerClient,
+    ClientTls,
+    PartnerClient,
+    SubmitItem,
+    SubmitOutcome,
+)
+from clients.sdk._internal.errors import RemoteStatus, error_for
+from custody.v1 import event_pb2, ledger_service_pb2
+from ledger.checkpoint import Checkpoint, sign_checkpoint
+from ledger.domain.records import EVENT_PAYLOAD_TYPE
+from ledger.dsse import Envelope, sign_envelope
+from ledger.errors import (
+    AdmissionRuleError,
+    ConsistencyProofError,
+    CustodyError,
+    EntryTooLargeError,
+    LogIntegrityError,
+    MalformedEnvelopeError,
+    MalformedError,
+    NotAPartnerError,
+    NotFoundError,
+    OutOfRangeError,
+    PermissionDeniedError,
+    RemoteError,
+    Rule,
+    UnauthenticatedError,
+    UnavailableError,
+    VerificationError,
+)
+from ledger.keys import load_private_key
+from ledger.note import NoteSigner, VerifierKey
+from ledger.storage.database import sqlite_url
+from tests.services.node_support import (
+    ORIGIN,
+    STRANGER,
+    Ledger,
+    NodeThread,
+    Pki,
+    make_ledger,
+    make_pki,
+    node_config,
+    running_node,
+    sample_partner_ids,
+)
+
+SAMPLE_SIZE = 55
+"""Entries of the sample ledger, all in one batch: checkpoints exist at sizes 0 and 55."""
+
+
+@dataclass(frozen=True)
+class Node:
+    thread: NodeThread
+    ledger: Ledger
+    pki: Pki
+    log_signer: NoteSigner
+
+    @property
+    def address(self) -> str:
+        return self.thread.address
+
+    @property
+    def log_key(self) -> VerifierKey:
+        return self.log_signer.verifier_key()
+
+    def tls(self, partner_id: str) -> ClientTls:
+        cert, key = self.pki.partner_files(partner_id)
+        return ClientTls.from_files(self.pki.ca.certificate_path, cert, key)
+
+    def client(self, partner_id: str = BOTHNIA, state_dir: Path | None = None) -> PartnerClient:
+        return PartnerClient.connect(
+            self.address, log_key=self.log_key, tls=self.tls(partner_id), state_dir=state_dir
+        )
+
+    def async_client(
+        self, partner_id: str = BOTHNIA, state_dir: Path | None = None
+    ) -> AsyncPartnerClient:
+        return AsyncPartnerClient.connect(
+            self.address, log_key=self.log_key, tls=self.tls(partner_id), state_dir=state_dir
+        )
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    pki = make_pki(tmp_path_factory.mktemp("sdk-pki"), sample_partner_ids())
+    directory = tmp_path_factory.mktemp("sdk-ledger")
+    ledger = make_ledger(directory, sqlite_url(directory / "custody.db"))
+    signer = NoteSigner(ORIGIN, load_private_key(ledger.log_key))
+    with running_node(node_config(ledger, pki)) as thread:
+        yield Node(thread, ledger, pki, signer)
+
+
+def assay(event_id: str | None = None, lot_id: str = FINAL_LOT_ID) -> Envelope:
+    """A laboratory's assay of a lot, recorded and signed by Bothnia (a LAB)."""
+    event = event_pb2.Event(
+        event_id=event_id or f"urn:uuid:{uuid.uuid4()}",
+        partner_id=BOTHNIA,
+        assay=event_pb2.Assay(
+            lot_id=lot_id,
+            contents=[event_pb2.ElementContent(element="Co", ppm=27_600)],
+            method="ICP-OES",
+            sample_id="S-SDK",
+        ),
+    )
+    event.event_time.seconds = utc_seconds("2026-07-01T08:00:00Z")
+    return sign_envelope(EVENT_PAYLOAD_TYPE, event.SerializeToString(), [partner_signer(BOTHNIA)])
+
+
+def with_key(envelope: Envelope) -> SubmitItem:
+    return envelope, [partner_signer(BOTHNIA).public_key]
+
+
+# --- submit ------------------------------------------------------------------------------
+
+
+def test_submit_verifies_the_receipt(node: Node) -> None:
+    envelope = assay()
+    with node.client() as client:
+        verified = client.submit(envelope)
+    assert verified.receipt.index >= SAMPLE_SIZE
+    assert not verified.receipt.duplicate
+    assert verified.leaf.envelope.digest() == envelope.digest()
+    assert verified.checkpoint.checkpoint.size > verified.receipt.index
+
+
+def test_resubmission_returns_the_verified_original_receipt(node: Node) -> None:
+    envelope = assay()
+    with node.client() as client:
+        first = client.submit(envelope, [partner_signer(BOTHNIA).public_key])
+        again = client.submit(envelope)
+    assert again.receipt.duplicate
+    assert again.receipt.index == first.receipt.index
+    assert again.receipt.leaf == first.receipt.leaf
+
+
+@pytest.mark.parametrize(
+    ("partner_id", "lot_id", "rule"),
+    [
+        (BOTHNIA, "NO-SUCH-LOT", Rule.UNKNOWN_LOT),
+        (BALTIC, FINAL_LOT_ID, Rule.IDENTITY_MISMATCH),  # Bothnia's entry over Baltic's TLS
+    ],
+)
+def test_refusal_raises_the_admission_rule(
+    node: Node, partner_id: str, lot_id: str, rule: Rule
+) -> None:
+    with node.client(partner_id) as client, pytest.raises(AdmissionRuleError) as refused:
+        client.submit(assay(lot_id=lot_id))
+    assert refused.value.rule is rule
+    assert refused.value.reason == rule.value
+
+
+def test_sign_and_submit(node: Node) -> None:
+    envelope = assay()
+    with node.client() as client:
+        verified = client.sign_and_submit(
+            envelope.payload_type, envelope.payload, [partner_signer(BOTHNIA)]
+        )
+    assert verified.leaf.envelope == envelope  # Ed25519 signatures are deterministic
+
+
+def test_stranger_and_dead_node_errors(node: Node, tmp_path: Path) -> None:
+    with node.client(STRANGER) as client, pytest.raises(NotAPartnerError) as refused:
+        client.checkpoint()
+    assert refused.value.reason == "NOT_A_PARTNER"
+    with node.client(STRANGER) as client, pytest.raises(NotAPartnerError):
+        list(client.submit_many([with_key(assay())], window=1))
+    with node.client() as client, pytest.raises(NotFoundError):
+        client.lot("NO-SUCH-LOT")
+    dead = PartnerClient.connect(
+        "127.0.0.1:1", log_key=node.log_key, tls=node.tls(BOTHNIA), timeout=2
+    )
+    with dead, pytest.raises(UnavailableError):
+        dead.checkpoint()
+
+
+def test_tampered_receipt_is_rejected(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    with node.client() as client:
+        real_append = client._ledger.Append
+
+        def tampered(request: Any, **kwargs: Any) -> ledger_service_pb2.AppendResponse:
+            response: ledger_service_pb2.AppendResponse = real_append(request, **kwargs)
+            hashes = response.receipt.inclusion_proof.hashes
+            hashes[0] = bytes(32) if hashes[0] != bytes(32) else b"\x01" * 32
+            return response
+
+        monkeypatch.setattr(client._ledger, "Append", tampered)
+        with pytest.raises(VerificationError):
+            client.submit(assay())
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "expected", "expected_reason"),
+    [
+        (grpc.StatusCode.FAILED_PRECONDITION, "LOT_NOT_HELD", AdmissionRuleError, "LOT_NOT_HELD"),
+        (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_ENVELOPE", MalformedEnvelopeError, None),
+        (grpc.StatusCode.INVALID_ARGUMENT, "BAD_SIGNATURE", MalformedError, "BAD_SIGNATURE"),
+        (grpc.StatusCode.INVALID_ARGUMENT, "ENTRY_TOO_LARGE", EntryTooLargeError, None),
+        (grpc.StatusCode.PERMISSION_DENIED, "NOT_A_PARTNER", NotAPartnerError, None),
+        (grpc.StatusCode.PERMISSION_DENIED, None, PermissionDeniedError, "PERMISSION_DENIED"),
+        (grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED", UnauthenticatedError, None),
+        (grpc.StatusCode.NOT_FOUND, "NOT_FOUND", NotFoundError, None),
+        (grpc.StatusCode.OUT_OF_RANGE, "OUT_OF_RANGE", OutOfRangeError, None),
+        (grpc.StatusCode.UNAVAILABLE, "STORAGE_ERROR", UnavailableError, "STORAGE_ERROR"),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, None, UnavailableError, "DEADLINE_EXCEEDED"),
+        (grpc.StatusCode.INTERNAL, "STATE_MISMATCH", RemoteError, "STATE_MISMATCH"),
+        (grpc.StatusCode.UNKNOWN, None, RemoteError, "REMOTE_ERROR"),
+    ],
+)
+def test_status_translation(
+    code: grpc.StatusCode,
+    reason: str | None,
+    expected: type[CustodyError],
+    expected_reason: str | None,
+) -> None:
+    error = error_for(RemoteStatus(code, "the node's words", reason))
+    assert type(error) is expected
+    assert error.reason == (expected_reason or reason)
+    assert str(error) == "the node's words"
+    if isinstance(error, RemoteError):
+        assert error.status_code == code.name
+
+
+# --- submit_many -------------------------------------------------------------------------
+
+
+class CountingInput:
+    """Envelopes handed out one by one, recording how many were taken but not answered."""
+
+    def __init__(self, envelopes: list[Envelope]) -> None:
+        self.envelopes = envelopes
+        self.taken = 0
+        self.answered = 0
+        self.max_in_flight = 0
+
+    def __iter__(self) -> Iterator[SubmitItem]:
+        for envelope in self.envelopes:
+            self.taken += 1
+            self.max_in_flight = max(self.max_in_flight, self.taken - self.answered)
+            yield with_key(envelope)
+
+    def answer(self, outcome: SubmitOutcome) -> SubmitOutcome:
+        self.answered += 1
+        return outcome
+
+
+def test_submit_many_keeps_at_most_window_in_flight(node: Node) -> None:
+    envelopes = [assay() for _ in range(30)]
+    envelopes[7] = assay(lot_id="NO-SUCH-LOT")
+    envelopes[12] = envelopes[3]  # the same entry twice: one receipt, then "already logged"
+    source = CountingInput(envelopes)
+    with node.client() as client:
+        outcomes = [source.answer(o) for o in client.submit_many(source, window=4)]
+    assert 2 <= source.max_in_flight <= 4
+    assert sorted(o.position for o in outcomes) == list(range(30))
+    by_position = {o.position: o for o in outcomes}
+    refused = by_position[7].error
+    assert isinstance(refused, AdmissionRuleError)
+    assert refused.rule is Rule.UNKNOWN_LOT
+    assert not by_position[7].ok
+    same = {by_position[3], by_position[12]}
+    assert {o.duplicate for o in same} == {True, False}
+    assert len({o.receipt.receipt.index for o in same if o.receipt is not None}) == 1
+    for position, outcome in by_position.items():
+        if position != 7:
+            assert outcome.receipt is not None
+            assert outcome.receipt.leaf.envelope.digest() == envelopes[position].digest()
+
+
+def test_submit_many_answers_what_was_sent_then_raises_the_input_error(node: Node) -> None:
+    def broken() -> Iterator[SubmitItem]:
+        yield with_key(assay())
+        yield with_key(assay())
+        raise RuntimeError("the input broke")
+
+    seen: list[SubmitOutcome] = []
+    with node.client() as client, pytest.raises(RuntimeError, match="the input broke"):
+        seen.extend(client.submit_many(broken(), window=8))
+    assert sorted(o.position for o in seen) == [0, 1]
+    assert all(o.ok for o in seen)
+
+
+def test_submit_many_rejects_a_tampered_stream_receipt(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with node.client() as client:
+        real_stream = client._ledger.AppendStream
+
+        class Tampered:
+            def __init__(self, requests: Iterator[Any], **kwargs: Any) -> None:
+                self.call = real_stream(requests, **kwargs)
+
+            def __iter__(self) -> Iterator[ledger_service_pb2.AppendStreamResponse]:
+                for response in self.call:
+                    response.receipt.leaf = response.receipt.leaf + b"\x00"
+                    yield response
+
+            def cancel(self) -> None:
+                self.call.cancel()
+
+        monkeypatch.setattr(client._ledger, "AppendStream", Tampered)
+        with pytest.raises(VerificationError):
+            list(client.submit_many([with_key(assay())]))
+
+
+# --- checkpoints, entries, proofs ----------------------------------------------------------
+
+
+def test_checkpoint_state_moves_forward(node: Node, tmp_path: Path) -> None:
+    with node.client(state_dir=tmp_path) as client:
+        first = client.checkpoint()
+        client.submit(assay())
+        second = client.checkpoint()
+    assert second.checkpoint.size > first.checkpoint.size
+    saved = VerifiedState(tmp_path, node.log_key).load()
+    assert saved == second.checkpoint
+
+
+def forged_state(node: Node, directory: Path, size: int) -> None:
+    """A checkpoint of another log under the same origin and key, saved as trusted."""
+    note = sign_checkpoint(Checkpoint(ORIGIN, size, b"\x42" * 32), node.log_signer)
+    VerifiedState(directory, node.log_key).advance(note)
+
+
+@pytest.mark.parametrize("size", [10, SAMPLE_SIZE, 1_000_000])
+def test_checkpoint_refuses_a_log_that_does_not_contain_the_saved_one(
+    node: Node, tmp_path: Path, size: int
+) -> None:
+    with node.client() as client:
+        current = client.checkpoint().checkpoint.size
+    # A fork at a size below, at, or beyond the node's: the node's log does not contain it.
+    forged_state(node, tmp_path, current if size == SAMPLE_SIZE else size)
+    with node.client(state_dir=tmp_path) as client, pytest.raises(ConsistencyProofError):
+        client.checkpoint()
+    assert VerifiedState(tmp_path, node.log_key).load() is not None  # state left as it was
+
+
+def test_entry_and_proofs_are_tied_to_signed_checkpoints(node: Node) -> None:
+    with node.client() as client:
+        entry = client.entry(5)
+        assert entry.leaf.index == 5
+        assert entry.inclusion is not None
+        signed = client.inclusion_proof(3, SAMPLE_SIZE)
+        assert signed.bridge is None  # a checkpoint was signed at 55
+        assert signed.checkpoint.checkpoint.size == SAMPLE_SIZE
+        unsigned = client.inclusion_proof(3, 40)
+        assert unsigned.bridge is not None  # no checkpoint at 40: bridged to the latest
+        assert unsigned.bridge.old_root == unsigned.proof.root
+        consistency = client.consistency_proof(10)
+        assert consistency.proof.old_size == 10
+        assert consistency.checkpoint.checkpoint.size == consistency.proof.new_size
+        whole = list(client.entries(0, checkpoint=consistency.checkpoint))
+        assert [e.index for e in whole] == list(range(consistency.proof.new_size))
+        part = list(client.entries(50, SAMPLE_SIZE))
+        assert [e.index for e in part] == list(range(50, SAMPLE_SIZE))
+
+
+def test_entries_catch_a_lying_stream(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    with node.client() as client:
+        real_entries = client._ledger.GetEntries
+
+        class Dropping:
+            def __init__(self, request: Any, **kwargs: Any) -> None:
+                self.call = real_entries(request, **kwargs)
+
+            def __iter__(self) -> Iterator[ledger_service_pb2.GetEntriesResponse]:
+                for message in self.call:
+                    del message.entries[2]
+                    yield message
+
+            def cancel(self) -> None:
+                self.call.cancel()
+
+        monkeypatch.setattr(client._ledger, "GetEntries", Dropping)
+        with pytest.raises(LogIntegrityError) as caught:
+            list(client.entries(0, SAMPLE_SIZE))
+    assert caught.value.index == 2
+
+
+# --- follow ------------------------------------------------------------------------------
+
+
+def test_follow_picks_up_entries_appended_after_it_started(node: Node) -> None:
+    with node.client() as client:
+        size = client.checkpoint().checkpoint.size
+        following = client.follow(0)
+        with contextlib.closing(following):
+            for entry in following:
+                if entry.index == size - 1:
+                    break
+            appended = client.submit(assay())
+            while (entry := next(following)).index < appended.receipt.index:
+                pass
+    assert entry.index == appended.receipt.index
+    assert entry.leaf.raw == appended.receipt.leaf
+    assert entry.checkpoint.checkpoint.size > entry.index
+
+
+@pytest.mark.parametrize("lie", ["replaced leaf", "forged root"])
+def test_follow_catches_a_lying_node(node: Node, monkeypatch: pytest.MonkeyPatch, lie: str) -> None:
+    forged = sign_checkpoint(Checkpoint(ORIGIN, SAMPLE_SIZE, b"\x42" * 32), node.log_signer)
+    with node.client() as client:
+        real_follow = client._ledger.Follow
+        leaf_7 = client.entry(7).raw
+
+        class Lying:
+            def __init__(self, request: Any, **kwargs: Any) -> None:
+                self.call = real_follow(request, **kwargs)
+
+            def __iter__(self) -> Iterator[ledger_service_pb2.FollowResponse]:
+                for message in self.call:
+                    if lie == "replaced leaf" and message.entries[0].index == 0:
+                        message.entries[9].leaf = leaf_7
+                    if lie == "forged root":
+                        # Even an operator holding the log key cannot sign a root that is
+                        # not the root of the leaves it serves.
+                        del message.entries[SAMPLE_SIZE:]
+                        message.checkpoint = forged
+                    yield message
+
+            def cancel(self) -> None:
+                self.call.cancel()
+
+        monkeypatch.setattr(client._ledger, "Follow", Lying)
+        with pytest.raises(LogIntegrityError) as caught:
+            for _ in client.follow(0):
+                pass
+    assert caught.value.index == (9 if lie == "replaced leaf" else SAMPLE_SIZE - 1)
+
+
+def test_submit_many_stops_cleanly_when_the_caller_stops(node: Node) -> None:
+    with node.client() as client:
+        outcomes = client.submit_many((with_key(assay()) for _ in range(10)), window=2)
+        first = next(iter(outcomes))
+        outcomes.close()
+        assert first.ok
+        assert client.checkpoint().checkpoint.size > first.receipt.receipt.index  # type: ignore[union-attr]
+
+
+# --- registry and provenance -----------------------------------------------------------------
+
+
+def test_registry_lot_and_trace(node: Node) -> None:
+    with node.client(BALTIC) as client:
+        registry = client.registry(SAMPLE_SIZE)
+        assert BOTHNIA in {p.partner_id for p in registry.partners}
+        assert client.partner(BOTHNIA).partner.partner_id == BOTHNIA
+        assert client.lot(FINAL_LOT_ID).lot.holder_id == BALTIC
+        traced = client.trace(FINAL_LOT_ID)
+    assert traced.verified.lot_id == FINAL_LOT_ID
+    assert FINAL_LOT_ID in traced.verified.upstream_lot_ids
+    cobalt = next(c for c in traced.composition if c.element == "Co")
+    assert {o.key: o.share_ppm for o in cobalt.origins} == {
+        key: share.share_ppm for key, share in EXPECTED_COBALT_ORIGINS.items()
+    }
+
+
+# --- asyncio -----------------------------------------------------------------------------------
+
+
+def test_async_client(node: Node, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with node.async_client(state_dir=tmp_path) as client:
+            first = await client.checkpoint()
+            envelope = assay()
+            verified = await client.submit(envelope)
+            again = await client.submit(envelope)
+            assert again.receipt.duplicate
+            assert again.receipt.index == verified.receipt.index
+            with pytest.raises(AdmissionRuleError) as refused:
+                await client.submit(assay(lot_id="NO-SUCH-LOT"))
+            assert refused.value.rule is Rule.UNKNOWN_LOT
+            entry = await client.entry(verified.receipt.index)
+            assert entry.leaf.envelope.digest() == envelope.digest()
+            second = await client.checkpoint()
+            assert second.checkpoint.size > first.checkpoint.size
+            traced = await client.trace(FINAL_LOT_ID)
+            assert traced.verified.lot_id == FINAL_LOT_ID
+            tail = [e.index async for e in client.entries(SAMPLE_SIZE - 3, SAMPLE_SIZE)]
+            assert tail == [SAMPLE_SIZE - 3, SAMPLE_SIZE - 2, SAMPLE_SIZE - 1]
+
+    asyncio.run(scenario())
+    assert VerifiedState(tmp_path, node.log_key).load() is not None
+
+
+def test_async_submit_many_with_backpressure(node: Node) -> None:
+    envelopes = [assay() for _ in range(20)]
+    envelopes[5] = assay(lot_id="NO-SUCH-LOT")
+    source = CountingInput(envelopes)
+
+    async def items() -> AsyncIterator[SubmitItem]:
+        for item in source:
+            yield item
+
+    async def scenario() -> list[SubmitOutcome]:
+        async with node.async_client() as client:
+            return [source.answer(o) async for o in client.submit_many(items(), window=3)]
+
+    outcomes = asyncio.run(scenario())
+    assert 2 <= source.max_in_flight <= 3
+    assert sorted(o.position for o in outcomes) == list(range(20))
+    errors = {o.position: o.error for o in outcomes if o.error is not None}
+    assert list(errors) == [5]
+    assert isinstance(errors[5], AdmissionRuleError)
+
+
+def test_async_follow_picks_up_new_entries(node: Node) -> None:
+    async def scenario() -> None:
+        async with node.async_client() as client:
+            size = (await client.checkpoint()).checkpoint.size
+            following = client.follow(size - 1)  # from elsewhere than 0: chain checks only
+            async with contextlib.aclosing(following):
+                first = await anext(following)
+                assert first.index == size - 1
+                appended = await client.submit(assay())
+                async for entry in following:
+                    if entry.index == appended.receipt.index:
+                        assert entry.leaf.raw == appended.receipt.leaf
+                        return
+            raise AssertionError("follow ended before the new entry")
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
