@@ -51,7 +51,7 @@ class LimitsSection:
     max_message_bytes: int = 4 << 20
     """Largest request or response message (payloads are capped at 1 MiB)."""
     max_concurrent_rpcs: int = 2_000
-    """Further calls wait for a slot (0: unbounded)."""
+    """Further calls are refused RESOURCE_EXHAUSTED (0: unbounded)."""
     max_in_flight_per_stream: int = 2_000
     """Entries of one AppendStream awaiting their outcome before the node stops reading."""
     max_batch: int = 1_000
@@ -137,13 +137,19 @@ def split_address(address: str, what: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _convert(raw: object, kind: Any, where: str, base: Path) -> object:  # noqa: PLR0911
-    """One setting from TOML (typed) or the environment (text) to its field type."""
+_RELATIVE_TO_DATA_DIR = {("node", "log_key")}
+"""Paths resolved against ``[node] data_dir`` (see ``NodeConfig.log_key_path``), not the file."""
+
+
+def _convert(raw: object, kind: Any, where: str, base: Path | None) -> object:  # noqa: PLR0911
+    """One setting from TOML (typed) or the environment (text) to its field type.
+
+    A relative path is resolved against ``base``, or kept relative when it is None."""
     if kind in (Path, Path | None):
         if not isinstance(raw, str) or not raw:
             raise ConfigurationError(f"{where} must be a path")
         path = Path(raw).expanduser()
-        return path if path.is_absolute() else base / path
+        return path if path.is_absolute() or base is None else base / path
     if kind is bool:
         if isinstance(raw, bool):
             return raw
@@ -200,10 +206,13 @@ def load_config(
         values: dict[str, object] = {}
         for key, kind in hints.items():
             variable = f"{ENV_PREFIX}{name}_{key}".upper()
+            keep_relative = (name, key) in _RELATIVE_TO_DATA_DIR
             if variable in env:
-                values[key] = _convert(env[variable], kind, variable, Path.cwd())
+                where_env = None if keep_relative else Path.cwd()
+                values[key] = _convert(env[variable], kind, variable, where_env)
             elif key in given:
-                values[key] = _convert(given[key], kind, f"[{name}] {key}", base)
+                where_file = None if keep_relative else base
+                values[key] = _convert(given[key], kind, f"[{name}] {key}", where_file)
         sections[name] = dataclasses.replace(section_type, **values)
     config = NodeConfig(**sections)  # type: ignore[arg-type]
     if insecure_dev:

@@ -37,6 +37,10 @@ from ledger.receipts import Receipt
 from ledger.wire import receipt_to_proto
 
 ERROR_DOMAIN = "custody.dev"
+MAX_STATUS_MESSAGE_BYTES = 512
+"""Status messages travel in trailers (twice: grpc-message and the details), and they
+may quote what the client sent; unbounded, a long id would overflow the client's
+metadata limit (8 KiB by default) and turn the refusal into RESOURCE_EXHAUSTED."""
 ALREADY_LOGGED = "ENTRY_ALREADY_LOGGED"
 """ErrorInfo reason of ALREADY_EXISTS: this very entry is logged; its receipt is attached."""
 
@@ -96,9 +100,16 @@ def error_info(reason: str, metadata: Mapping[str, str] | None = None) -> any_pb
     )
 
 
+def _bounded(message: str) -> str:
+    encoded = message.encode("utf-8")
+    if len(encoded) <= MAX_STATUS_MESSAGE_BYTES:
+        return message
+    return encoded[: MAX_STATUS_MESSAGE_BYTES - 3].decode("utf-8", "ignore") + "\u2026"
+
+
 def _status(code: int, message: str, details: list[any_pb2.Any]) -> grpc.Status:
     status: grpc.Status = rpc_status.to_status(
-        status_pb2.Status(code=code, message=message, details=details)
+        status_pb2.Status(code=code, message=_bounded(message), details=details)
     )
     return status
 

@@ -45,6 +45,7 @@ from services.log_watch import LogWatcher
 from services.observability import MetricsEndpoint, NodeMetrics, serve_metrics
 from services.provenance_service import ProvenanceServicer
 from services.registry_service import RegistryServicer
+from services.rpc import RefuseUndecodable
 
 log = structlog.get_logger("custody.node")
 
@@ -188,6 +189,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
     server = grpc.aio.server(
         options=_server_options(config),
         maximum_concurrent_rpcs=config.limits.max_concurrent_rpcs or None,
+        interceptors=[RefuseUndecodable()],
     )
     ledger_servicer = LedgerServicer(
         store=store,

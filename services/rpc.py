@@ -2,21 +2,24 @@
 
 Handlers raise Custody errors; ``unary`` and ``server_stream`` turn them into
 the status of ``services.errors`` exactly once. An unexpected exception is
-logged with the request id and answered INTERNAL without internals.
+logged with the request id and answered INTERNAL without internals. A request
+message that does not even parse is refused INVALID_ARGUMENT by
+``RefuseUndecodable`` before any handler runs.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
 import structlog
 
-from ledger.errors import CustodyError
+from ledger.errors import CustodyError, MalformedError
 from services.errors import grpc_status, internal_status
 from services.observability import NodeMetrics
 
@@ -142,3 +145,121 @@ def server_stream(
         return run
 
     return wrap
+
+
+# --- requests that do not parse ---------------------------------------------------------
+
+
+class _Undecodable:
+    """Stands in for a request message whose bytes did not parse."""
+
+    __slots__ = ("problem",)
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # DecodeError, or whatever a parser raises on garbage
+            return _Undecodable(str(exc))
+
+    return parse
+
+
+async def _refuse_undecodable(context: Context, request: _Undecodable) -> NoReturn:
+    error = MalformedError(f"the request message does not parse: {request.problem}")
+    log.info("refused", reason=error.reason, error=str(error), peer=context.peer())
+    await context.abort_with_status(grpc_status(error))
+    raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+
+async def _checked(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            await _refuse_undecodable(context, request)
+        yield request
+
+
+def _guarded(behaviour: Callable[..., Any], request_streaming: bool) -> Callable[..., Any]:
+    """``behaviour`` refusing undecodable requests; an async generator stays one."""
+
+    async def first(request: Any, context: Context) -> Any:
+        if request_streaming:
+            return _checked(request, context)
+        if isinstance(request, _Undecodable):
+            await _refuse_undecodable(context, request)
+        return request
+
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
+            async for response in behaviour(await first(request, context), context):
+                yield response
+
+        return stream
+
+    async def call(request: Any, context: Context) -> Any:
+        result = behaviour(await first(request, context), context)
+        return await result if inspect.isawaitable(result) else result
+
+    return call
+
+
+class RefuseUndecodable(grpc.aio.ServerInterceptor):
+    """Refuse a request message that does not parse with INVALID_ARGUMENT (MALFORMED).
+
+    gRPC would otherwise answer UNKNOWN: it parses requests before any handler
+    runs and reports a parse failure as an unexpected exception. Here parsing
+    cannot fail; a message that did not parse reaches the handler as a marker,
+    which is refused before the handler sees it (for request streams, when the
+    handler reads that message).
+    """
+
+    def __init__(self) -> None:
+        # A method's handler is the same on every call: wrap each one once.
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any] | None] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        method = handler_call_details.method
+        if method not in self._wrapped:
+            self._wrapped[method] = _tolerant_handler(await continuation(handler_call_details))
+        return self._wrapped[method]
+
+
+def _tolerant_handler(
+    handler: grpc.RpcMethodHandler[Any, Any] | None,
+) -> grpc.RpcMethodHandler[Any, Any] | None:
+    if handler is None:
+        return None
+    parse = _tolerant(handler.request_deserializer)
+    serialise = handler.response_serializer
+    streaming = handler.request_streaming
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            _guarded(handler.unary_unary, streaming), parse, serialise
+        )
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            _guarded(handler.unary_stream, streaming), parse, serialise
+        )
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(
+            _guarded(handler.stream_unary, streaming), parse, serialise
+        )
+    if handler.stream_stream is not None:
+        return grpc.stream_stream_rpc_method_handler(
+            _guarded(handler.stream_stream, streaming), parse, serialise
+        )
+    return handler

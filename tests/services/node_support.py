@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -152,8 +152,10 @@ class NodeThread:
         self._thread.start()
         self.node: RunningNode = self.run(start_node(config))
 
-    def run(self, coroutine: object, timeout: float = 60) -> RunningNode:
-        future: Future[RunningNode] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)  # type: ignore[arg-type]
+    def run(
+        self, coroutine: Coroutine[object, object, RunningNode], timeout: float = 60
+    ) -> RunningNode:
+        future: Future[RunningNode] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         return future.result(timeout)
 
     @property

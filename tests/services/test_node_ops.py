@@ -1,0 +1,542 @@
+"""Running a node: configuration, health checking, reflection, metrics, logs, faults.
+
+Nodes here are started from what an operator writes (a TOML file and the
+environment) wherever that matters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import cast
+
+import grpc
+import pytest
+import structlog
+from google.protobuf import descriptor_pb2
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from clients.sample.consortium import BALTIC, FINAL_LOT_ID, LUALABA, MERIDIAN
+from custody.v1 import event_pb2, ledger_service_pb2, registry_service_pb2
+from ledger.errors import ConfigurationError
+from services.config import NodeConfig, load_config
+from services.node import SERVICE_NAMES
+from services.rpc import REQUEST_ID_METADATA
+from tests.services.node_support import (
+    STRANGER,
+    Ledger,
+    NodeThread,
+    Pki,
+    node_config,
+    running_node,
+)
+from tests.services.rpc_support import (
+    Code,
+    Connections,
+    append_request,
+    error_infos,
+    log_state,
+    lualaba_extraction,
+    new_ledger,
+    refused,
+    signed_event,
+    unchanged,
+    wait_for,
+)
+
+SAMPLE_SIZE = 55
+
+
+@pytest.fixture(scope="module")
+def ledger(tmp_path_factory: pytest.TempPathFactory) -> Ledger:
+    return new_ledger(tmp_path_factory.mktemp("ops"))
+
+
+@pytest.fixture(scope="module")
+def node(ledger: Ledger, pki: Pki) -> Iterator[NodeThread]:
+    with running_node(node_config(ledger, pki)) as thread:
+        yield thread
+
+
+@pytest.fixture(scope="module")
+def connect(node: NodeThread, pki: Pki) -> Iterator[Connections]:
+    connections = Connections(node, pki)
+    yield connections
+    connections.close()
+
+
+# --- configuration ---------------------------------------------------------------------
+
+
+def _toml(ledger: Ledger, pki: Pki) -> str:
+    return f"""
+[node]
+listen = "127.0.0.1:0"
+data_dir = "{ledger.data_dir}"
+database_url = "{ledger.url}"
+
+[tls]
+cert = "{pki.server_cert}"
+key = "{pki.server_key}"
+client_ca = "{pki.ca.certificate_path}"
+
+[limits]
+max_batch = 50
+
+[sequencer]
+poll_seconds = 0.2
+
+[metrics]
+listen = ""
+
+[logging]
+format = "console"
+level = "debug"
+"""
+
+
+def test_a_node_runs_from_a_configuration_file(pki: Pki, tmp_path: Path) -> None:
+    """A TOML file as an operator writes it, then a real TLS call to the node it starts."""
+    ledger = new_ledger(tmp_path / "ledger")
+    path = tmp_path / "node.toml"
+    path.write_text(_toml(ledger, pki), encoding="utf-8")
+    config = load_config(path, {})
+    assert config.limits.max_batch == 50
+    assert config.metrics.listen == ""
+    assert config.log_key_path == ledger.data_dir / "log-key.pem"
+    with running_node(config) as node:
+        assert node.node.metrics_endpoint is None
+        connections = Connections(node, pki)
+        response = connections(BALTIC).ledger.GetCheckpoint(
+            ledger_service_pb2.GetCheckpointRequest()
+        )
+        connections.close()
+    assert b"\n55\n" in response.checkpoint
+
+
+def test_the_environment_overrides_the_file(pki: Pki, tmp_path: Path) -> None:
+    ledger = new_ledger(tmp_path / "ledger")
+    path = tmp_path / "node.toml"
+    path.write_text(_toml(ledger, pki), encoding="utf-8")
+    config = load_config(
+        path,
+        {
+            "CUSTODY_LIMITS_MAX_BATCH": "7",
+            "CUSTODY_NODE_LISTEN": "127.0.0.1:9999",
+            "CUSTODY_LOGGING_FORMAT": "json",
+            "CUSTODY_SEQUENCER_POLL_SECONDS": "0.5",
+            "CUSTODY_NODE_INSECURE_DEV": "yes",
+            "CUSTODY_OTHER_SETTING": "ignored: not a node setting",
+        },
+    )
+    assert config.limits.max_batch == 7
+    assert config.node.listen == "127.0.0.1:9999"
+    assert config.logging.format == "json"
+    assert config.sequencer.poll_seconds == 0.5
+    assert config.node.insecure_dev is True
+    assert config.limits.max_pending == 10_000  # neither file nor environment: the default
+
+
+def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "etc" / "node.toml"
+    path.parent.mkdir()
+    path.write_text(
+        '[node]\ndata_dir = "data"\nlog_key = "keys/log.pem"\n'
+        '[tls]\ncert = "tls/node.pem"\nkey = "tls/node-key.pem"\nclient_ca = "/abs/ca.pem"\n',
+        encoding="utf-8",
+    )
+    config = load_config(path, {})
+    base = path.parent.resolve()
+    assert config.node.data_dir == base / "data"
+    assert config.tls.cert == base / "tls" / "node.pem"
+    assert config.tls.key == base / "tls" / "node-key.pem"
+    assert config.tls.client_ca == Path("/abs/ca.pem")
+    # The log key is relative to data_dir (docs/grpc.md), not to the file.
+    assert config.log_key_path == base / "data" / "keys" / "log.pem"
+    assert config.database_url == f"sqlite:///{base / 'data' / 'custody.db'}"
+
+
+def test_the_deployment_example_loads(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "deploy" / "node.example.toml"
+    config = load_config(example, {})
+    assert config.node.listen == "0.0.0.0:7443"
+    assert config.log_key_path == Path("/var/lib/custody/log-key.pem")
+    assert config.tls.client_ca == Path("/etc/custody/tls/ca.pem")
+    assert config.limits == NodeConfig().limits
+
+
+@pytest.mark.parametrize(
+    ("document", "environment", "message"),
+    [
+        ("[nodes]\nlisten = '127.0.0.1:1'\n", {}, "unknown section"),
+        ("[node]\nlisen = '127.0.0.1:1'\n", {}, "unknown setting"),
+        ("[limits]\nmax_batch = true\n", {}, "must be an integer"),
+        ("[limits]\nmax_batch = 0\n", {}, "must be positive"),
+        ("", {"CUSTODY_LIMITS_MAX_BATCH": "ten"}, "must be an integer"),
+        ("", {"CUSTODY_NODE_INSECURE_DEV": "maybe"}, "true or false"),
+        ("[node]\nlisten = 'nohost'\n", {}, "host:port"),
+        ("[logging]\nformat = 'xml'\n", {}, "json or console"),
+        ("[logging]\nlevel = 'loud'\n", {}, "level"),
+        ("node = 1\n", {}, "must be a table"),
+        ("[node\n", {}, "cannot read"),
+    ],
+)
+def test_bad_settings_are_refused(
+    tmp_path: Path, document: str, environment: dict[str, str], message: str
+) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(document, encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=message):
+        load_config(path, environment, insecure_dev=True)
+
+
+def test_tls_is_required_unless_insecure_dev(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text('[tls]\ncert = "node.pem"\nkey = "node-key.pem"\n', encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="mutual TLS is mandatory"):
+        load_config(path, {})
+    with pytest.raises(ConfigurationError, match="mutual TLS is mandatory"):
+        load_config(None, {})
+    assert load_config(path, {}, insecure_dev=True).node.insecure_dev
+    assert load_config(None, {"CUSTODY_TLS_CLIENT_CA": "ca.pem"} | _tls_env()).tls.client_ca == (
+        Path.cwd() / "ca.pem"
+    )
+
+
+def _tls_env() -> dict[str, str]:
+    return {"CUSTODY_TLS_CERT": "node.pem", "CUSTODY_TLS_KEY": "node-key.pem"}
+
+
+# --- health checking and reflection -----------------------------------------------------
+
+
+def _health_check(
+    channel: grpc.Channel,
+) -> grpc.UnaryUnaryMultiCallable[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]:
+    # grpc_health's HealthStub is untyped; this is the same call, typed.
+    return channel.unary_unary(
+        "/grpc.health.v1.Health/Check",
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
+
+
+def _health_watch(
+    channel: grpc.Channel,
+) -> grpc.UnaryStreamMultiCallable[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]:
+    return channel.unary_stream(
+        "/grpc.health.v1.Health/Watch",
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
+
+
+@pytest.mark.parametrize("service", ["", *SERVICE_NAMES])
+def test_health_is_serving(connect: Connections, service: str) -> None:
+    response = _health_check(connect(MERIDIAN).channel)(
+        health_pb2.HealthCheckRequest(service=service)
+    )
+    assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_health_of_an_unknown_service_is_not_found(connect: Connections) -> None:
+    check = _health_check(connect(MERIDIAN).channel)
+    with pytest.raises(grpc.RpcError) as caught:
+        check(health_pb2.HealthCheckRequest(service="custody.v1.NoSuchService"))
+    assert caught.value.code() == Code.NOT_FOUND
+
+
+def _reflect(
+    channel: grpc.Channel, request: reflection_pb2.ServerReflectionRequest
+) -> reflection_pb2.ServerReflectionResponse:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    info = cast(
+        "grpc.StreamStreamMultiCallable["
+        "reflection_pb2.ServerReflectionRequest, reflection_pb2.ServerReflectionResponse]",
+        stub.ServerReflectionInfo,
+    )
+    (response,) = info(iter([request]), timeout=10)
+    return response
+
+
+def test_reflection_lists_the_custody_services(connect: Connections) -> None:
+    response = _reflect(
+        connect(MERIDIAN).channel, reflection_pb2.ServerReflectionRequest(list_services="")
+    )
+    names = {service.name for service in response.list_services_response.service}
+    assert {
+        "custody.v1.LedgerService",
+        "custody.v1.RegistryService",
+        "custody.v1.ProvenanceService",
+    } <= names
+    assert {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
+
+
+def test_reflection_serves_the_schemas(connect: Connections) -> None:
+    response = _reflect(
+        connect(MERIDIAN).channel,
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="custody.v1.LedgerService"),
+    )
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for raw in response.file_descriptor_response.file_descriptor_proto
+    ]
+    ledger_file = next(f for f in files if f.name == "custody/v1/ledger_service.proto")
+    methods = {m.name for m in ledger_file.service[0].method}
+    assert {"Append", "AppendStream", "GetEntries", "Follow"} <= methods
+
+
+# --- metrics ---------------------------------------------------------------------------
+
+
+def _scrape(node: NodeThread) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    endpoint = node.node.metrics_endpoint
+    assert endpoint is not None
+    url = f"http://127.0.0.1:{endpoint.port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200
+        text = response.read().decode("utf-8")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_the_prometheus_endpoint(pki: Pki, tmp_path: Path) -> None:
+    """A fresh node: one entry appended, one resubmitted, two refused by rule, one caller
+    refused before admission; the counters say exactly that."""
+    ledger = new_ledger(tmp_path / "ledger")
+    with running_node(node_config(ledger, pki)) as node:
+        metrics = _scrape(node)
+        assert metrics[("custody_tree_size", ())] == SAMPLE_SIZE
+        connections = Connections(node, pki)
+        stub = connections(LUALABA).ledger
+        envelope = lualaba_extraction()
+        stub.Append(append_request(envelope, [LUALABA]))
+        refused(
+            lambda: stub.Append(append_request(envelope, [LUALABA])),
+            Code.ALREADY_EXISTS,
+            None,
+        )
+        not_held = event_pb2.Dispatch(
+            lot_id=FINAL_LOT_ID, to_partner_id=MERIDIAN, mass_grams=1, transport="road"
+        )
+        for _ in range(2):
+            refused(
+                lambda: stub.Append(append_request(signed_event(LUALABA, not_held), [LUALABA])),
+                Code.FAILED_PRECONDITION,
+                "LOT_NOT_HELD",
+            )
+        refused(
+            lambda: connections(STRANGER).ledger.GetCheckpoint(
+                ledger_service_pb2.GetCheckpointRequest()
+            ),
+            Code.PERMISSION_DENIED,
+            "NOT_A_PARTNER",
+        )
+        list(
+            connections(BALTIC).ledger.GetEntries(
+                ledger_service_pb2.GetEntriesRequest(start=0, end=3)
+            )
+        )
+        connections.close()
+        metrics = _scrape(node)
+    assert metrics[("custody_tree_size", ())] == SAMPLE_SIZE + 1
+    assert metrics[("custody_entries_appended_total", ())] == 1
+    assert metrics[("custody_entries_duplicate_total", ())] == 1
+    assert metrics[("custody_entries_refused_total", (("reason", "LOT_NOT_HELD"),))] == 2
+    requests = "custody_rpc_requests_total"
+    assert metrics[(requests, (("code", "OK"), ("method", "Append")))] == 1
+    assert metrics[(requests, (("code", "ALREADY_EXISTS"), ("method", "Append")))] == 1
+    assert metrics[(requests, (("code", "FAILED_PRECONDITION"), ("method", "Append")))] == 2
+    assert metrics[(requests, (("code", "PERMISSION_DENIED"), ("method", "GetCheckpoint")))] == 1
+    assert metrics[(requests, (("code", "OK"), ("method", "GetEntries")))] == 1
+    latency = "custody_rpc_latency_seconds"
+    assert metrics[(latency + "_count", (("method", "Append"),))] == 4
+    assert metrics[(latency + "_bucket", (("le", "+Inf"), ("method", "Append")))] == 4
+    assert metrics[(latency + "_count", (("method", "GetCheckpoint"),))] == 1
+    assert metrics[("custody_batch_entries_count", ())] == 4
+    assert metrics[("custody_open_streams", (("method", "GetEntries"),))] == 0
+
+
+def test_open_streams_are_counted(node: NodeThread, connect: Connections) -> None:
+    stream = connect(BALTIC).ledger.Follow(
+        ledger_service_pb2.FollowRequest(start_index=0), timeout=30
+    )
+    try:
+        next(stream)
+        assert _scrape(node)[("custody_open_streams", (("method", "Follow"),))] == 1
+    finally:
+        stream.cancel()
+    wait_for(lambda: _scrape(node)[("custody_open_streams", (("method", "Follow"),))] == 0)
+
+
+# --- logs ------------------------------------------------------------------------------
+
+
+def test_logs_carry_the_request_id_method_and_partner(
+    node: NodeThread, connect: Connections
+) -> None:
+    stub = connect(LUALABA).ledger
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars]
+    ) as logs:
+        envelope = lualaba_extraction()
+        response, call = stub.Append.with_call(
+            append_request(envelope, [LUALABA]), metadata=((REQUEST_ID_METADATA, "req-0042"),)
+        )
+        with unchanged(node):
+            refused(
+                lambda: connect(MERIDIAN).ledger.Append(
+                    append_request(envelope, [LUALABA]),
+                    metadata=((REQUEST_ID_METADATA, "req-0043"),),
+                ),
+                Code.PERMISSION_DENIED,
+                "IDENTITY_MISMATCH",
+            )
+    assert (REQUEST_ID_METADATA, "req-0042") in (call.trailing_metadata() or ())
+    appended = [entry for entry in logs if entry.get("request_id") == "req-0042"]
+    assert {
+        "event": "appended",
+        "method": "Append",
+        "partner": LUALABA,
+        "index": response.receipt.index,
+        "log_level": "info",
+    }.items() <= appended[-1].items()
+    assert appended[-1]["peer"].startswith("ipv4:127.0.0.1:")
+    (refusal,) = [entry for entry in logs if entry.get("request_id") == "req-0043"]
+    assert {
+        "event": "refused",
+        "method": "Append",
+        "partner": MERIDIAN,
+        "reason": "IDENTITY_MISMATCH",
+    }.items() <= refusal.items()
+
+
+def test_an_unusable_request_id_is_replaced(connect: Connections) -> None:
+    stub = connect(LUALABA).ledger
+    for bad in ("x" * 65, ""):
+        _, call = stub.GetCheckpoint.with_call(
+            ledger_service_pb2.GetCheckpointRequest(), metadata=((REQUEST_ID_METADATA, bad),)
+        )
+        echoed = dict(call.trailing_metadata() or ())[REQUEST_ID_METADATA]
+        assert echoed != bad
+        assert len(echoed) == 16
+
+
+# --- the node's own faults -------------------------------------------------------------
+
+
+def test_an_internal_fault_is_internal_with_a_request_id_and_logged(
+    node: NodeThread, connect: Connections, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """INTERNAL is for the node's own faults only, and says which request to look up."""
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("disk on fire: /secret/path")
+
+    before = log_state(node)
+    monkeypatch.setattr(node.node.store, "latest_checkpoint", broken)
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars]
+    ) as logs:
+        error = refused(
+            lambda: connect(MERIDIAN).registry.GetRegistry(
+                registry_service_pb2.GetRegistryRequest(),
+                metadata=((REQUEST_ID_METADATA, "req-fault"),),
+            ),
+            Code.INTERNAL,
+            "INTERNAL",
+        )
+    monkeypatch.undo()
+    assert log_state(node) == before
+    assert "disk on fire" not in (error.details() or "")
+    assert "req-fault" in (error.details() or "")
+    (info,) = error_infos(error)
+    assert dict(info.metadata) == {"request_id": "req-fault"}
+    (logged,) = [e for e in logs if e.get("request_id") == "req-fault"]
+    assert logged["event"] == "internal error"
+    assert logged["log_level"] == "error"
+    assert isinstance(logged["exc_info"], RuntimeError)
+
+
+def test_calls_beyond_max_concurrent_rpcs_are_resource_exhausted(pki: Pki, tmp_path: Path) -> None:
+    """docs/grpc.md: a full node refuses further calls at once (gRPC's own status, no
+    ErrorInfo) rather than queueing them; once the slot is free it serves again."""
+    ledger = new_ledger(tmp_path / "ledger")
+    with running_node(node_config(ledger, pki, max_concurrent_rpcs=1)) as node:
+        connections = Connections(node, pki)
+        request = ledger_service_pb2.GetCheckpointRequest()
+        follow = connections(BALTIC).ledger.Follow(
+            ledger_service_pb2.FollowRequest(start_index=0), timeout=30
+        )
+        try:
+            next(follow)  # the one slot is taken
+            with unchanged(node):
+                refused(
+                    lambda: connections(MERIDIAN).ledger.GetCheckpoint(request, timeout=10),
+                    Code.RESOURCE_EXHAUSTED,
+                    None,
+                )
+        finally:
+            follow.cancel()
+
+        def served() -> bool:
+            try:
+                connections(MERIDIAN).ledger.GetCheckpoint(request, timeout=10)
+            except grpc.RpcError as exc:
+                code = exc.code()
+            else:
+                return True
+            assert code == Code.RESOURCE_EXHAUSTED  # the slot is not free yet
+            return False
+
+        wait_for(served)
+        connections.close()
+
+
+# --- shutdown --------------------------------------------------------------------------
+
+
+def test_health_turns_not_serving_when_the_node_stops(pki: Pki, tmp_path: Path) -> None:
+    ledger = new_ledger(tmp_path / "ledger")
+    node = NodeThread(node_config(ledger, pki))
+    connections = Connections(node, pki)
+    statuses: list[int] = []
+    try:
+        watch = _health_watch(connections(MERIDIAN).channel)(
+            health_pb2.HealthCheckRequest(service=""), timeout=30
+        )
+        statuses.append(next(watch).status)
+        stopper = threading.Thread(target=node.stop, kwargs={"grace": 1.0})
+        stopper.start()
+        with contextlib.suppress(grpc.RpcError):  # the stream ends with the server
+            statuses.extend(response.status for response in watch)
+        stopper.join(30)
+    finally:
+        connections.close()
+    assert statuses[0] == health_pb2.HealthCheckResponse.SERVING
+    assert health_pb2.HealthCheckResponse.NOT_SERVING in statuses[1:]
+
+
+def test_a_stopped_node_is_unavailable_and_its_log_intact(pki: Pki, tmp_path: Path) -> None:
+    ledger = new_ledger(tmp_path / "ledger")
+    with running_node(node_config(ledger, pki)) as node:
+        connections = Connections(node, pki)
+        stub = connections(LUALABA).ledger
+        stub.Append(append_request(lualaba_extraction(), [LUALABA]))
+        size = log_state(node).tree_size
+    refused(
+        lambda: stub.GetCheckpoint(ledger_service_pb2.GetCheckpointRequest(), timeout=5),
+        Code.UNAVAILABLE,
+        None,
+    )
+    connections.close()
+    with running_node(node_config(ledger, pki)) as again:
+        assert log_state(again).tree_size == size == SAMPLE_SIZE + 1
