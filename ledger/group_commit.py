@@ -33,10 +33,10 @@ class GroupCommitter:
         *,
         max_batch: int = 1000,
         max_pending: int = 10_000,
-        on_batch: Callable[[Sequence[AppendOutcome]], None] | None = None,
+        on_batch: Callable[[Sequence[Submission], Sequence[AppendOutcome]], None] | None = None,
     ) -> None:
-        """``on_batch`` is called on the event loop after each batch commits (metrics,
-        notifying followers); it must not raise."""
+        """``on_batch(submissions, outcomes)`` is called on the event loop after each batch
+        commits (metrics, notifying followers); it must not raise."""
         self._sequencer = sequencer
         self._on_batch = on_batch
         self._max_batch = max_batch
@@ -120,7 +120,7 @@ class GroupCommitter:
             _fail(batch, exc)
             return
         if self._on_batch is not None:
-            self._on_batch(outcomes)
+            self._on_batch([submission for submission, _ in batch], outcomes)
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             if future.done():
                 continue

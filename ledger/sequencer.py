@@ -385,12 +385,7 @@ class Sequencer:
         on would sign a second root for a size already signed.
         """
         head = self._head
-        latest = self.store.latest_checkpoint(conn)
-        if (
-            latest is not None
-            and latest.tree_size == head.tree.size
-            and latest.root_hash == head.checkpoint.root_hash
-        ):
+        if self.store.latest_signed_head(conn) == (head.tree.size, head.checkpoint.root_hash):
             return head
         moved = load_head(self.store, self.log_key, conn, count_leaves=False)
         ours = head.tree.size

@@ -30,11 +30,14 @@ from custody.v1 import (
     registry_service_pb2,
     registry_service_pb2_grpc,
 )
+from ledger.admission import Submission
 from ledger.custody_rules import CustodyRules
+from ledger.domain.records import GOVERNANCE_PAYLOAD_TYPE
 from ledger.errors import ConfigurationError
 from ledger.group_commit import GroupCommitter
 from ledger.keys import load_private_key
 from ledger.note import NoteSigner
+from ledger.receipts import Receipt
 from ledger.sequencer import AppendOutcome, Sequencer
 from ledger.storage.domain_store import DomainStore
 from ledger.storage.log_store import LogStore
@@ -151,33 +154,43 @@ def _add_services(
     return health_servicer
 
 
-async def start_node(config: NodeConfig) -> RunningNode:
-    """Open storage, check the log's head, and start serving."""
+def open_sequencer(config: NodeConfig) -> tuple[LogStore, Sequencer]:
+    """The log's store and a sequencer whose head was checked against its signed checkpoint."""
     store = LogStore.open(config.database_url, migrate=False)
     try:
         info = store.info()
         passphrase = os.environ.get(LOG_KEY_PASSPHRASE_ENV)
         key = load_private_key(config.log_key_path, passphrase.encode() if passphrase else None)
-        signer = NoteSigner(info.origin, key)
         sequencer = Sequencer(
             store,
-            signer,
+            NoteSigner(info.origin, key),
             rules=CustodyRules(store),
             verify_threads=config.sequencer.verify_threads,
         )
     except BaseException:
         store.close()
         raise
+    return store, sequencer
+
+
+async def start_node(config: NodeConfig) -> RunningNode:
+    """Open storage, check the log's head, and start serving."""
+    store, sequencer = open_sequencer(config)
     domain = DomainStore(store.engine)
     metrics = NodeMetrics()
     metrics.tree_size.set(sequencer.size)
     watcher = LogWatcher(store, poll_seconds=config.sequencer.poll_seconds)
     directory = PartnerDirectory(domain)
 
-    def committed(outcomes: Sequence[AppendOutcome]) -> None:
+    def committed(submissions: Sequence[Submission], outcomes: Sequence[AppendOutcome]) -> None:
         metrics.record_batch(outcomes, sequencer.size)
         watcher.publish(sequencer.latest_checkpoint)
-        directory.invalidate()  # governance in this batch may have admitted someone
+        if any(
+            submission.envelope.payload_type == GOVERNANCE_PAYLOAD_TYPE
+            for submission, outcome in zip(submissions, outcomes, strict=True)
+            if isinstance(outcome, Receipt) and not outcome.duplicate
+        ):
+            directory.invalidate()  # someone may have been admitted or changed
 
     committer = GroupCommitter(
         sequencer,
@@ -232,7 +245,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
     log.info(
         "serving",
         address=f"{host}:{bound}",
-        origin=info.origin,
+        origin=sequencer.signer.name,
         tree_size=sequencer.size,
         metrics=config.metrics.listen
         and f"{config.metrics.listen.rpartition(':')[0]}:{endpoint.port}"

@@ -368,6 +368,21 @@ class LogStore:
             ).first()
         return None if row is None else _checkpoint(row)
 
+    def latest_signed_head(self, conn: Connection | None = None) -> tuple[int, bytes] | None:
+        """Size and root of the latest checkpoint, without its note: the per-batch check
+        whether another process moved the log on."""
+        with self._read(conn) as c:
+            row = c.execute(
+                select(checkpoints.c.tree_size, checkpoints.c.root_hash)
+                .order_by(checkpoints.c.tree_size.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            return None
+        return _integer(row.tree_size, "checkpoint tree size"), _hash(
+            row.root_hash, "checkpoint root"
+        )
+
     def checkpoint(self, tree_size: int, conn: Connection | None = None) -> StoredCheckpoint:
         if not 0 <= tree_size <= MAX_INDEX:
             raise NotFoundError(f"no checkpoint was signed at tree size {tree_size}")

@@ -113,7 +113,7 @@ def test_a_caller_that_gave_up_before_its_batch_is_not_appended(
 
     async def run() -> Receipt:
         committer = GroupCommitter(
-            sequencer, on_batch=lambda outcomes: batches.append(len(outcomes))
+            sequencer, on_batch=lambda _, outcomes: batches.append(len(outcomes))
         )
         committer.start()
         # Both are queued before the committer takes them; then one caller gives up.
