@@ -143,9 +143,15 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
             answers.put_nowait(_stream_response(sequence, future))
 
         async def read() -> None:
+            requests = aiter(request_iterator)
             try:
-                async for request in request_iterator:
-                    await window.acquire()
+                while True:
+                    await window.acquire()  # room first: no message is read beyond the window
+                    try:
+                        request = await anext(requests)
+                    except StopAsyncIteration:
+                        window.release()
+                        break
                     try:
                         submission = await self._submission(
                             caller,
