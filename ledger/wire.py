@@ -1,4 +1,5 @@
-"""Log data to and from the API's protobuf messages (``custody.v1`` log.proto).
+"""Log data to and from the API's protobuf messages (``custody.v1`` log.proto), and the
+names both ends of the API agree on (error domain, reasons, metadata keys).
 
 The server and the partner SDK both go through these functions, so the two
 ends agree on the wire form. Decoding is strict: a message that does not
@@ -12,6 +13,18 @@ from custody.v1 import log_pb2
 from ledger.errors import MalformedProofError
 from ledger.merkle import HASH_SIZE, ConsistencyProof, InclusionProof
 from ledger.receipts import Receipt
+
+ERROR_DOMAIN = "custody.dev"
+"""``google.rpc.ErrorInfo.domain`` of every refusal a Custody node sends."""
+ALREADY_LOGGED = "ENTRY_ALREADY_LOGGED"
+"""ErrorInfo reason of ALREADY_EXISTS: this very entry is logged. The detail's metadata
+carries its ``index``; the original ``AppendReceipt`` follows as a second detail when it
+fits in the trailers (entries of a few KiB); otherwise the client fetches the leaf and
+its inclusion proof by that index."""
+DEV_PARTNER_METADATA = "custody-partner"
+"""Metadata naming the caller to a node in insecure development mode (no TLS)."""
+REQUEST_ID_METADATA = "x-request-id"
+"""Metadata carrying a request id; the node echoes it in the trailing metadata."""
 
 MAX_INCLUSION_HASHES = 63
 """An RFC 9162 audit path in a tree of at most 2^63 leaves has at most 63 hashes."""

@@ -26,8 +26,8 @@ from ledger.domain.records import Partner
 from ledger.errors import NotAPartnerError, UnauthenticatedError
 from ledger.storage.domain_store import DomainStore
 from ledger.tls_identity import partner_from_certificate
+from ledger.wire import DEV_PARTNER_METADATA
 
-DEV_PARTNER_METADATA = "custody-partner"
 _PEM_CERT_PROPERTY = "x509_pem_cert"
 
 

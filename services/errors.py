@@ -34,15 +34,15 @@ from ledger.errors import (
     VerificationError,
 )
 from ledger.receipts import Receipt
-from ledger.wire import receipt_to_proto
+from ledger.wire import ALREADY_LOGGED, ERROR_DOMAIN, receipt_to_proto
 
-ERROR_DOMAIN = "custody.dev"
 MAX_STATUS_MESSAGE_BYTES = 512
 """Status messages travel in trailers (twice: grpc-message and the details), and they
 may quote what the client sent; unbounded, a long id would overflow the client's
 metadata limit (8 KiB by default) and turn the refusal into RESOURCE_EXHAUSTED."""
-ALREADY_LOGGED = "ENTRY_ALREADY_LOGGED"
-"""ErrorInfo reason of ALREADY_EXISTS: this very entry is logged; its receipt is attached."""
+MAX_RECEIPT_DETAIL_BYTES = 4096
+"""A receipt larger than this is left out of ALREADY_EXISTS (only its index is sent): with
+the message and the ErrorInfo it must stay under the client's 8 KiB metadata limit."""
 
 # Rules about who may write what: the caller lacks the right, whatever the log's state.
 _PERMISSION_RULES = frozenset(
@@ -120,14 +120,16 @@ def grpc_status(error: CustodyError) -> grpc.Status:
 
 
 def already_logged_status(receipt: Receipt) -> grpc.Status:
-    """ALREADY_EXISTS with the original receipt: resubmitting a logged entry is idempotent."""
+    """ALREADY_EXISTS: resubmitting a logged entry is idempotent. The original receipt
+    rides along when it fits in the trailers; its index always does."""
+    details = [error_info(ALREADY_LOGGED, {"index": str(receipt.index)})]
+    original = receipt_to_proto(receipt)
+    if original.ByteSize() <= MAX_RECEIPT_DETAIL_BYTES:
+        details.append(_packed(original))
     return _status(
         code_pb2.ALREADY_EXISTS,
         f"this entry is already in the log at index {receipt.index}",
-        [
-            error_info(ALREADY_LOGGED, {"index": str(receipt.index)}),
-            _packed(receipt_to_proto(receipt)),
-        ],
+        details,
     )
 
 

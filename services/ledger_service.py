@@ -29,9 +29,14 @@ from ledger.receipts import Receipt
 from ledger.records import StoredCheckpoint, StoredLeaf
 from ledger.storage.domain_store import DomainStore
 from ledger.storage.log_store import LogStore
-from ledger.wire import consistency_to_proto, inclusion_to_proto, receipt_to_proto
+from ledger.wire import (
+    ALREADY_LOGGED,
+    consistency_to_proto,
+    inclusion_to_proto,
+    receipt_to_proto,
+)
 from services.access import AccessGuard, Caller
-from services.errors import ALREADY_LOGGED, already_logged_status, status_code_for
+from services.errors import already_logged_status, status_code_for
 from services.log_watch import LogWatcher
 from services.observability import NodeMetrics
 from services.rpc import Context, server_stream, unary
@@ -280,7 +285,8 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
     async def Follow(  # noqa: N802
         self, request: ledger_service_pb2.FollowRequest, context: Context
     ) -> AsyncIterator[ledger_service_pb2.FollowResponse]:
-        """Everything from ``start_index``, then each new batch as it commits."""
+        """Everything from ``start_index``, then each new batch as it commits; each message
+        proves its last entry in its checkpoint, so a follower trusts no entry unchecked."""
         await self.guard.caller(context)
         next_index = request.start_index
         while not context.cancelled():
@@ -291,7 +297,14 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
                 await self.watcher.wait_beyond(next_index, self.limits.follow_idle_seconds)
                 continue
             async for chunk in self._chunks(next_index, latest.tree_size):
-                yield ledger_service_pb2.FollowResponse(entries=chunk, checkpoint=latest.note)
+                proof = await asyncio.to_thread(
+                    self.store.inclusion_proof, chunk[-1].index, latest.tree_size
+                )
+                yield ledger_service_pb2.FollowResponse(
+                    entries=chunk,
+                    checkpoint=latest.note,
+                    last_entry_proof=inclusion_to_proto(proof),
+                )
             next_index = latest.tree_size
 
 

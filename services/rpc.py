@@ -20,10 +20,10 @@ import grpc
 import structlog
 
 from ledger.errors import CustodyError, MalformedError
+from ledger.wire import REQUEST_ID_METADATA
 from services.errors import grpc_status, internal_status
 from services.observability import NodeMetrics
 
-REQUEST_ID_METADATA = "x-request-id"
 _MAX_REQUEST_ID = 64
 
 log = structlog.get_logger("custody.node")

@@ -49,8 +49,7 @@ from ledger.receipts import Receipt, VerifiedReceipt, verify_receipt
 from ledger.sequencer import Sequencer
 from ledger.storage import LogStore
 from ledger.storage.database import sqlite_url
-from ledger.wire import receipt_from_proto
-from services.errors import ERROR_DOMAIN
+from ledger.wire import ERROR_DOMAIN, receipt_from_proto
 from tests.services.node_support import ORIGIN, Ledger, NodeThread, Pki, make_ledger
 
 Code = grpc.StatusCode

@@ -49,7 +49,7 @@ from ledger.domain.records import GOVERNANCE_PAYLOAD_TYPE
 from ledger.dsse import Envelope
 from ledger.leaf import envelope_to_proto
 from ledger.note import VerifierKey
-from services.access import DEV_PARTNER_METADATA
+from ledger.wire import DEV_PARTNER_METADATA
 from tests.services.node_support import (
     STRANGER,
     Ledger,

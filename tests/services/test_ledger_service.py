@@ -39,8 +39,7 @@ from ledger.log_verifier import verify_log
 from ledger.note import VerifierKey
 from ledger.storage import LogStore
 from ledger.storage.log_store import LogView
-from ledger.wire import consistency_from_proto, inclusion_from_proto
-from services.errors import ALREADY_LOGGED
+from ledger.wire import ALREADY_LOGGED, consistency_from_proto, inclusion_from_proto
 from tests.services.node_support import (
     Ledger,
     NodeThread,

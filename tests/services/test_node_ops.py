@@ -24,9 +24,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from clients.sample.consortium import BALTIC, FINAL_LOT_ID, LUALABA, MERIDIAN
 from custody.v1 import event_pb2, ledger_service_pb2, registry_service_pb2
 from ledger.errors import ConfigurationError
+from ledger.wire import REQUEST_ID_METADATA
 from services.config import NodeConfig, load_config
 from services.node import SERVICE_NAMES
-from services.rpc import REQUEST_ID_METADATA
 from tests.services.node_support import (
     STRANGER,
     Ledger,

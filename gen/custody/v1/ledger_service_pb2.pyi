@@ -131,9 +131,11 @@ class FollowRequest(_message.Message):
     def __init__(self, start_index: _Optional[int] = ...) -> None: ...
 
 class FollowResponse(_message.Message):
-    __slots__ = ("entries", "checkpoint")
+    __slots__ = ("entries", "checkpoint", "last_entry_proof")
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    LAST_ENTRY_PROOF_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[_log_pb2.Entry]
     checkpoint: bytes
-    def __init__(self, entries: _Optional[_Iterable[_Union[_log_pb2.Entry, _Mapping]]] = ..., checkpoint: _Optional[bytes] = ...) -> None: ...
+    last_entry_proof: _log_pb2.InclusionProof
+    def __init__(self, entries: _Optional[_Iterable[_Union[_log_pb2.Entry, _Mapping]]] = ..., checkpoint: _Optional[bytes] = ..., last_entry_proof: _Optional[_Union[_log_pb2.InclusionProof, _Mapping]] = ...) -> None: ...

@@ -26,31 +26,31 @@ from custody.v1 import bundle_pb2 as custody_dot_v1_dot_bundle__pb2
 from custody.v1 import event_pb2 as custody_dot_v1_dot_event__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#custody/v1/provenance_service.proto\x12\ncustody.v1\x1a\x17\x63ustody/v1/bundle.proto\x1a\x16\x63ustody/v1/event.proto\"\x1f\n\rGetLotRequest\x12\x0e\n\x06lot_id\x18\x01 \x01(\t\"X\n\x0eGetLotResponse\x12\x11\n\ttree_size\x18\x01 \x01(\x04\x12\"\n\x03lot\x18\x02 \x01(\x0b\x32\x15.custody.v1.LotRecord\x12\x0f\n\x07history\x18\x03 \x03(\x04\"\xf7\x02\n\tLotRecord\x12\x0e\n\x06lot_id\x18\x01 \x01(\t\x12\x10\n\x08material\x18\x02 \x01(\t\x12\x12\n\nmass_grams\x18\x03 \x01(\x03\x12,\n\x08\x63ontents\x18\x04 \x03(\x0b\x32\x1a.custody.v1.ElementContent\x12\x11\n\tholder_id\x18\x05 \x01(\t\x12\x17\n\x0f\x61vailable_grams\x18\x06 \x01(\x03\x12#\n\x05state\x18\x07 \x01(\x0e\x32\x14.custody.v1.LotState\x12\x19\n\x11\x64ispatch_event_id\x18\x08 \x01(\t\x12%\n\x06origin\x18\t \x01(\x0e\x32\x15.custody.v1.LotOrigin\x12\x18\n\x10\x63reated_event_id\x18\n \x01(\t\x12\x15\n\rcreated_index\x18\x0b \x01(\x04\x12\x13\n\x0b\x66\x61\x63ility_id\x18\x0c \x01(\t\x12-\n\x0cscrap_origin\x18\r \x01(\x0e\x32\x17.custody.v1.ScrapOrigin\"\x1e\n\x0cTraceRequest\x12\x0e\n\x06lot_id\x18\x01 \x01(\t\"n\n\rTraceResponse\x12,\n\x06\x62undle\x18\x01 \x01(\x0b\x32\x1c.custody.v1.ProvenanceBundle\x12/\n\x0b\x63omposition\x18\x02 \x03(\x0b\x32\x1a.custody.v1.ElementOrigins\"e\n\x0e\x45lementOrigins\x12\x0f\n\x07\x65lement\x18\x01 \x01(\t\x12\x18\n\x10total_micrograms\x18\x02 \x01(\t\x12(\n\x07origins\x18\x03 \x03(\x0b\x32\x17.custody.v1.OriginShare\"\x9f\x01\n\x0bOriginShare\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x13\n\x0b\x66\x61\x63ility_id\x18\x02 \x01(\t\x12\x12\n\npartner_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x04 \x01(\t\x12\x11\n\tartisanal\x18\x05 \x01(\x08\x12\x0f\n\x07lot_ids\x18\x06 \x03(\t\x12\x12\n\nmicrograms\x18\x07 \x01(\t\x12\x11\n\tshare_ppm\x18\x08 \x01(\r*\x81\x01\n\x08LotState\x12\x19\n\x15LOT_STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0eLOT_STATE_HELD\x10\x01\x12\x18\n\x14LOT_STATE_IN_TRANSIT\x10\x02\x12\x16\n\x12LOT_STATE_CONSUMED\x10\x03\x12\x14\n\x10LOT_STATE_VOIDED\x10\x04*z\n\tLotOrigin\x12\x1a\n\x16LOT_ORIGIN_UNSPECIFIED\x10\x00\x12\x19\n\x15LOT_ORIGIN_EXTRACTION\x10\x01\x12\x17\n\x13LOT_ORIGIN_RECOVERY\x10\x02\x12\x1d\n\x19LOT_ORIGIN_TRANSFORMATION\x10\x03\x32\x92\x01\n\x11ProvenanceService\x12?\n\x06GetLot\x12\x19.custody.v1.GetLotRequest\x1a\x1a.custody.v1.GetLotResponse\x12<\n\x05Trace\x12\x18.custody.v1.TraceRequest\x1a\x19.custody.v1.TraceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#custody/v1/provenance_service.proto\x12\ncustody.v1\x1a\x17\x63ustody/v1/bundle.proto\x1a\x16\x63ustody/v1/event.proto\"\x1f\n\rGetLotRequest\x12\x0e\n\x06lot_id\x18\x01 \x01(\t\"s\n\x0eGetLotResponse\x12\x11\n\ttree_size\x18\x01 \x01(\x04\x12\"\n\x03lot\x18\x02 \x01(\x0b\x32\x15.custody.v1.LotRecord\x12\x0f\n\x07history\x18\x03 \x03(\x04\x12\x19\n\x11history_truncated\x18\x04 \x01(\x08\"\xf7\x02\n\tLotRecord\x12\x0e\n\x06lot_id\x18\x01 \x01(\t\x12\x10\n\x08material\x18\x02 \x01(\t\x12\x12\n\nmass_grams\x18\x03 \x01(\x03\x12,\n\x08\x63ontents\x18\x04 \x03(\x0b\x32\x1a.custody.v1.ElementContent\x12\x11\n\tholder_id\x18\x05 \x01(\t\x12\x17\n\x0f\x61vailable_grams\x18\x06 \x01(\x03\x12#\n\x05state\x18\x07 \x01(\x0e\x32\x14.custody.v1.LotState\x12\x19\n\x11\x64ispatch_event_id\x18\x08 \x01(\t\x12%\n\x06origin\x18\t \x01(\x0e\x32\x15.custody.v1.LotOrigin\x12\x18\n\x10\x63reated_event_id\x18\n \x01(\t\x12\x15\n\rcreated_index\x18\x0b \x01(\x04\x12\x13\n\x0b\x66\x61\x63ility_id\x18\x0c \x01(\t\x12-\n\x0cscrap_origin\x18\r \x01(\x0e\x32\x17.custody.v1.ScrapOrigin\"\x1e\n\x0cTraceRequest\x12\x0e\n\x06lot_id\x18\x01 \x01(\t\"n\n\rTraceResponse\x12,\n\x06\x62undle\x18\x01 \x01(\x0b\x32\x1c.custody.v1.ProvenanceBundle\x12/\n\x0b\x63omposition\x18\x02 \x03(\x0b\x32\x1a.custody.v1.ElementOrigins\"e\n\x0e\x45lementOrigins\x12\x0f\n\x07\x65lement\x18\x01 \x01(\t\x12\x18\n\x10total_micrograms\x18\x02 \x01(\t\x12(\n\x07origins\x18\x03 \x03(\x0b\x32\x17.custody.v1.OriginShare\"\x9f\x01\n\x0bOriginShare\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x13\n\x0b\x66\x61\x63ility_id\x18\x02 \x01(\t\x12\x12\n\npartner_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x04 \x01(\t\x12\x11\n\tartisanal\x18\x05 \x01(\x08\x12\x0f\n\x07lot_ids\x18\x06 \x03(\t\x12\x12\n\nmicrograms\x18\x07 \x01(\t\x12\x11\n\tshare_ppm\x18\x08 \x01(\r*\x81\x01\n\x08LotState\x12\x19\n\x15LOT_STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0eLOT_STATE_HELD\x10\x01\x12\x18\n\x14LOT_STATE_IN_TRANSIT\x10\x02\x12\x16\n\x12LOT_STATE_CONSUMED\x10\x03\x12\x14\n\x10LOT_STATE_VOIDED\x10\x04*z\n\tLotOrigin\x12\x1a\n\x16LOT_ORIGIN_UNSPECIFIED\x10\x00\x12\x19\n\x15LOT_ORIGIN_EXTRACTION\x10\x01\x12\x17\n\x13LOT_ORIGIN_RECOVERY\x10\x02\x12\x1d\n\x19LOT_ORIGIN_TRANSFORMATION\x10\x03\x32\x92\x01\n\x11ProvenanceService\x12?\n\x06GetLot\x12\x19.custody.v1.GetLotRequest\x1a\x1a.custody.v1.GetLotResponse\x12<\n\x05Trace\x12\x18.custody.v1.TraceRequest\x1a\x19.custody.v1.TraceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'custody.v1.provenance_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LOTSTATE']._serialized_start=1011
-  _globals['_LOTSTATE']._serialized_end=1140
-  _globals['_LOTORIGIN']._serialized_start=1142
-  _globals['_LOTORIGIN']._serialized_end=1264
+  _globals['_LOTSTATE']._serialized_start=1038
+  _globals['_LOTSTATE']._serialized_end=1167
+  _globals['_LOTORIGIN']._serialized_start=1169
+  _globals['_LOTORIGIN']._serialized_end=1291
   _globals['_GETLOTREQUEST']._serialized_start=100
   _globals['_GETLOTREQUEST']._serialized_end=131
   _globals['_GETLOTRESPONSE']._serialized_start=133
-  _globals['_GETLOTRESPONSE']._serialized_end=221
-  _globals['_LOTRECORD']._serialized_start=224
-  _globals['_LOTRECORD']._serialized_end=599
-  _globals['_TRACEREQUEST']._serialized_start=601
-  _globals['_TRACEREQUEST']._serialized_end=631
-  _globals['_TRACERESPONSE']._serialized_start=633
-  _globals['_TRACERESPONSE']._serialized_end=743
-  _globals['_ELEMENTORIGINS']._serialized_start=745
-  _globals['_ELEMENTORIGINS']._serialized_end=846
-  _globals['_ORIGINSHARE']._serialized_start=849
-  _globals['_ORIGINSHARE']._serialized_end=1008
-  _globals['_PROVENANCESERVICE']._serialized_start=1267
-  _globals['_PROVENANCESERVICE']._serialized_end=1413
+  _globals['_GETLOTRESPONSE']._serialized_end=248
+  _globals['_LOTRECORD']._serialized_start=251
+  _globals['_LOTRECORD']._serialized_end=626
+  _globals['_TRACEREQUEST']._serialized_start=628
+  _globals['_TRACEREQUEST']._serialized_end=658
+  _globals['_TRACERESPONSE']._serialized_start=660
+  _globals['_TRACERESPONSE']._serialized_end=770
+  _globals['_ELEMENTORIGINS']._serialized_start=772
+  _globals['_ELEMENTORIGINS']._serialized_end=873
+  _globals['_ORIGINSHARE']._serialized_start=876
+  _globals['_ORIGINSHARE']._serialized_end=1035
+  _globals['_PROVENANCESERVICE']._serialized_start=1294
+  _globals['_PROVENANCESERVICE']._serialized_end=1440
 # @@protoc_insertion_point(module_scope)

@@ -40,14 +40,16 @@ class GetLotRequest(_message.Message):
     def __init__(self, lot_id: _Optional[str] = ...) -> None: ...
 
 class GetLotResponse(_message.Message):
-    __slots__ = ("tree_size", "lot", "history")
+    __slots__ = ("tree_size", "lot", "history", "history_truncated")
     TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
     LOT_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     tree_size: int
     lot: LotRecord
     history: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, tree_size: _Optional[int] = ..., lot: _Optional[_Union[LotRecord, _Mapping]] = ..., history: _Optional[_Iterable[int]] = ...) -> None: ...
+    history_truncated: bool
+    def __init__(self, tree_size: _Optional[int] = ..., lot: _Optional[_Union[LotRecord, _Mapping]] = ..., history: _Optional[_Iterable[int]] = ..., history_truncated: _Optional[bool] = ...) -> None: ...
 
 class LotRecord(_message.Message):
     __slots__ = ("lot_id", "material", "mass_grams", "contents", "holder_id", "available_grams", "state", "dispatch_event_id", "origin", "created_event_id", "created_index", "facility_id", "scrap_origin")
