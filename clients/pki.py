@@ -35,7 +35,7 @@ from ledger.tls_identity import partner_uri
 CA_CERTIFICATE_FILE = "ca.pem"
 CA_KEY_FILE = "ca-key.pem"
 DEFAULT_CA_DAYS = 3650
-DEFAULT_LEAF_DAYS = 825
+DEFAULT_LEAF_DAYS = 90
 DEFAULT_SERVER_DNS_NAMES = ("localhost",)
 DEFAULT_SERVER_IP_ADDRESSES = ("127.0.0.1",)
 

@@ -38,6 +38,7 @@ from ledger.errors import (
 )
 from ledger.leaf import ZERO_HASH, Leaf, decode_leaf, verify_leaf_signatures
 from ledger.note import VerifierKey
+from ledger.protobuf_fields import has_unknown_fields
 
 __all__ = [
     "BUNDLE_VERSION",
@@ -213,6 +214,9 @@ class ProvenanceBundle:
             message.ParseFromString(data)
         except DecodeError as exc:
             raise MalformedBundleError(f"bundle is not a valid protobuf message: {exc}") from exc
+        if has_unknown_fields(message):
+            # Proven bytes must mean the same to every reader: nothing this version skips.
+            raise MalformedBundleError("bundle carries fields unknown to custody.v1")
         return cls.from_proto(message)
 
     # --- JSON ----------------------------------------------------------------------------------

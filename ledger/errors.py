@@ -56,6 +56,12 @@ class MalformedProofError(MalformedError):
     reason = "MALFORMED_PROOF"
 
 
+class InvalidRangeError(MalformedError):
+    """A requested range that is empty or inverted."""
+
+    reason = "INVALID_RANGE"
+
+
 class MalformedBundleError(MalformedError):
     """A provenance bundle (protobuf or JSON) that does not follow its format."""
 
@@ -256,6 +262,18 @@ class KeyFileError(CustodyError):
     """A key file is missing, unreadable, wrongly protected or wrongly encrypted."""
 
     reason = "KEY_FILE"
+
+
+class InternalError(CustodyError):
+    """A fault of this program, not of its input; the details are logged, not sent."""
+
+    reason = "INTERNAL"
+
+
+class BundleTooLargeError(CustodyError):
+    """A provenance bundle larger than the node sends in one message."""
+
+    reason = "BUNDLE_TOO_LARGE"
 
 
 class UnavailableError(CustodyError):

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Final
+
+import structlog
 
 from ledger.admission import Submission
 from ledger.errors import CustodyError, UnavailableError
 from ledger.receipts import Receipt
 from ledger.sequencer import AdmittedBatch, AppendOutcome, Sequencer
 
+log = structlog.get_logger("custody.sequencer")
 _STOP: Final = object()
 _Item = tuple[Submission, "asyncio.Future[Receipt]"]
 
@@ -43,6 +47,9 @@ class GroupCommitter:
         self._queue: asyncio.Queue[_Item | object] = asyncio.Queue(maxsize=max_pending)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        # Threads of its own: reads elsewhere in the process (bundles, registry
+        # queries) must not queue ahead of the sequencer in the default executor.
+        self._threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="group-commit")
 
     def start(self) -> None:
         if self._task is None:
@@ -51,7 +58,7 @@ class GroupCommitter:
     async def enqueue(self, submission: Submission) -> asyncio.Future[Receipt]:
         """Queue an entry (waiting while the queue is full); its future resolves to the
         receipt once the entry is durably logged, or to its refusal."""
-        if self._closing or self._task is None:
+        if self._closing or self._task is None or self._task.done():
             raise UnavailableError("the sequencer is not accepting entries")
         future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
         await self._queue.put((submission, future))
@@ -66,9 +73,12 @@ class GroupCommitter:
         if self._closing:
             return
         self._closing = True
-        if self._task is not None:
-            await self._queue.put(_STOP)
-            await self._task
+        try:
+            if self._task is not None and not self._task.done():
+                await self._queue.put(_STOP)
+                await self._task
+        finally:
+            self._threads.shutdown(wait=True)
 
     async def _run(self) -> None:
         sequencing: asyncio.Task[None] | None = None
@@ -91,6 +101,11 @@ class GroupCommitter:
         finally:
             if sequencing is not None:
                 await sequencing
+            # Whatever is still queued will not be sequenced: its callers must hear so.
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is not _STOP:
+                    _fail([item], UnavailableError("the sequencer stopped"))  # type: ignore[list-item]
 
     async def _pipeline(
         self, batch: list[_Item], previous: asyncio.Task[None] | None
@@ -103,8 +118,8 @@ class GroupCommitter:
         if not batch:
             return previous
         try:
-            admitted = await asyncio.to_thread(
-                self._sequencer.admit_batch, [submission for submission, _ in batch]
+            admitted = await asyncio.get_running_loop().run_in_executor(
+                self._threads, self._sequencer.admit_batch, [submission for submission, _ in batch]
             )
         except Exception as exc:  # a failed batch fails its callers, never the loop
             _fail(batch, exc)
@@ -115,12 +130,12 @@ class GroupCommitter:
 
     async def _sequence(self, batch: list[_Item], admitted: AdmittedBatch) -> None:
         try:
-            outcomes = await asyncio.to_thread(self._sequencer.sequence_batch, admitted)
+            outcomes = await asyncio.get_running_loop().run_in_executor(
+                self._threads, self._sequencer.sequence_batch, admitted
+            )
         except Exception as exc:
             _fail(batch, exc)
             return
-        if self._on_batch is not None:
-            self._on_batch([submission for submission, _ in batch], outcomes)
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             if future.done():
                 continue
@@ -128,9 +143,14 @@ class GroupCommitter:
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+        if self._on_batch is not None:
+            try:
+                self._on_batch([submission for submission, _ in batch], outcomes)
+            except Exception:  # observers must not stop the sequencer
+                log.exception("on_batch failed")
 
 
-def _fail(batch: list[_Item], error: Exception) -> None:
+def _fail(batch: list[_Item], error: BaseException) -> None:
     for _, future in batch:
         if not future.done():
             future.set_exception(error)

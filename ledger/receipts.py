@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ledger import merkle
 from ledger.checkpoint import SignedCheckpoint, open_checkpoint
 from ledger.errors import InclusionProofError, VerificationError
-from ledger.leaf import Leaf, decode_leaf
+from ledger.leaf import Leaf, decode_leaf, verify_leaf_signatures
 from ledger.merkle import InclusionProof
 from ledger.note import VerifierKey
 
@@ -35,7 +35,8 @@ def verify_receipt(receipt: Receipt, log_key: VerifierKey, entry_digest: bytes) 
 
     1. The checkpoint is signed by the log key.
     2. The leaf decodes, names the receipt's index and carries the submitted
-       entry (same digest of its PAE bytes).
+       entry (same digest of its PAE bytes), and its signatures verify under the
+       signer keys it carries (what every auditor of the leaf will check).
     3. The inclusion proof is for that leaf's hash, index and the
        checkpoint's size and root, and it verifies.
     """
@@ -45,6 +46,7 @@ def verify_receipt(receipt: Receipt, log_key: VerifierKey, entry_digest: bytes) 
         raise VerificationError(f"receipt for index {receipt.index} carries leaf {leaf.index}")
     if leaf.envelope.digest() != entry_digest:
         raise VerificationError("receipt's leaf does not carry the submitted entry")
+    verify_leaf_signatures(leaf)
     proof = receipt.inclusion
     if (
         proof.leaf_hash != merkle.leaf_hash(receipt.leaf)

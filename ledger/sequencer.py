@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import structlog
 from sqlalchemy import Connection
 
 from ledger import merkle
@@ -25,6 +26,7 @@ from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from ledger.errors import (
     CustodyError,
     InclusionProofError,
+    InternalError,
     LogAlreadyInitialisedError,
     LogIntegrityError,
     MalformedError,
@@ -41,6 +43,7 @@ from ledger.records import LogInfo, StoredCheckpoint, StoredLeaf
 from ledger.storage.log_store import LogStore
 
 Clock = Callable[[], int]
+log = structlog.get_logger("custody.sequencer")
 _PARALLEL_VERIFY_MIN = 64
 
 
@@ -314,6 +317,10 @@ class Sequencer:
                 outcomes.append(_Prepared(entry, self.rules.prepare(submission, entry)))
             except CustodyError as exc:
                 outcomes.append(exc)
+            except Exception as exc:  # a bug met by one entry fails that entry, not the batch
+                log.exception("admission failed unexpectedly")
+                name = type(exc).__name__
+                outcomes.append(InternalError(f"checking this entry failed unexpectedly ({name})"))
         return outcomes
 
     def _sequence(self, admitted: list[_Prepared | CustodyError]) -> list[AppendOutcome]:

@@ -10,6 +10,7 @@ See docs/grpc.md for every setting.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -124,10 +125,33 @@ class NodeConfig:
                 raise ConfigurationError(f"[limits] {name} must be positive")
         if self.sequencer.verify_threads < 1:
             raise ConfigurationError("[sequencer] verify_threads must be positive")
-        split_address(self.node.listen, "[node] listen")
+        if self.limits.max_concurrent_rpcs < 0:
+            raise ConfigurationError("[limits] max_concurrent_rpcs must be 0 (unbounded) or more")
+        for where, seconds in (
+            ("[limits] follow_idle_seconds", self.limits.follow_idle_seconds),
+            ("[limits] shutdown_grace_seconds", self.limits.shutdown_grace_seconds),
+            ("[sequencer] poll_seconds", self.sequencer.poll_seconds),
+        ):
+            if not seconds > 0:
+                raise ConfigurationError(f"{where} must be a positive number of seconds")
+        host, _ = split_address(self.node.listen, "[node] listen")
+        if self.node.insecure_dev and not _is_loopback(host):
+            # Unauthenticated callers name themselves: never on a reachable address.
+            raise ConfigurationError(
+                f"insecure development mode listens on loopback only, not {host!r}"
+            )
         if self.metrics.listen:
             split_address(self.metrics.listen, "[metrics] listen")
         return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def split_address(address: str, what: str) -> tuple[str, int]:

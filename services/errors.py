@@ -17,11 +17,14 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from custody.v1 import ledger_service_pb2
 from ledger.errors import (
     AccessError,
     AdmissionError,
     AdmissionRuleError,
+    BundleTooLargeError,
     CustodyError,
+    InternalError,
     LogIntegrityError,
     MalformedError,
     NotFoundError,
@@ -68,6 +71,8 @@ def status_code_for(error: CustodyError) -> grpc.StatusCode:  # noqa: PLR0911 (o
         if error.rule in _ARGUMENT_RULES:
             return grpc.StatusCode.INVALID_ARGUMENT
         return grpc.StatusCode.FAILED_PRECONDITION
+    if isinstance(error, StateMismatchError | LogIntegrityError | InternalError):
+        return grpc.StatusCode.INTERNAL  # the node's storage contradicts itself, or a bug
     if isinstance(error, UnauthenticatedError):
         return grpc.StatusCode.UNAUTHENTICATED
     if isinstance(error, AccessError):
@@ -81,8 +86,8 @@ def status_code_for(error: CustodyError) -> grpc.StatusCode:  # noqa: PLR0911 (o
         return grpc.StatusCode.OUT_OF_RANGE
     if isinstance(error, UnavailableError):
         return grpc.StatusCode.UNAVAILABLE
-    if isinstance(error, StateMismatchError | LogIntegrityError):
-        return grpc.StatusCode.INTERNAL  # the node's storage contradicts its signed state
+    if isinstance(error, BundleTooLargeError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
     if isinstance(error, StorageError):
         return grpc.StatusCode.UNAVAILABLE  # the database failed; the request may be retried
     return grpc.StatusCode.INTERNAL
@@ -119,6 +124,10 @@ def grpc_status(error: CustodyError) -> grpc.Status:
     return _status(status_code_for(error).value[0], str(error), [error_info(error.reason)])
 
 
+def _already_logged_message(receipt: Receipt) -> str:
+    return f"this entry is already in the log at index {receipt.index}"
+
+
 def already_logged_status(receipt: Receipt) -> grpc.Status:
     """ALREADY_EXISTS: resubmitting a logged entry is idempotent. The original receipt
     rides along when it fits in the trailers; its index always does."""
@@ -126,10 +135,23 @@ def already_logged_status(receipt: Receipt) -> grpc.Status:
     original = receipt_to_proto(receipt)
     if original.ByteSize() <= MAX_RECEIPT_DETAIL_BYTES:
         details.append(_packed(original))
-    return _status(
-        code_pb2.ALREADY_EXISTS,
-        f"this entry is already in the log at index {receipt.index}",
-        details,
+    return _status(code_pb2.ALREADY_EXISTS, _already_logged_message(receipt), details)
+
+
+def append_refusal(error: CustodyError) -> ledger_service_pb2.AppendRefusal:
+    """The refusal of one AppendStream entry: what a unary Append would have ended with."""
+    return ledger_service_pb2.AppendRefusal(
+        code=status_code_for(error).value[0], reason=error.reason, message=_bounded(str(error))
+    )
+
+
+def already_logged_refusal(receipt: Receipt) -> ledger_service_pb2.AppendRefusal:
+    """ALREADY_EXISTS on a stream: the response body has room for the whole receipt."""
+    return ledger_service_pb2.AppendRefusal(
+        code=code_pb2.ALREADY_EXISTS,
+        reason=ALREADY_LOGGED,
+        message=_already_logged_message(receipt),
+        original_receipt=receipt_to_proto(receipt),
     )
 
 

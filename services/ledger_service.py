@@ -17,6 +17,8 @@ from ledger.admission import Submission
 from ledger.dsse import MAX_SIGNATURES
 from ledger.errors import (
     CustodyError,
+    InternalError,
+    InvalidRangeError,
     MalformedEnvelopeError,
     MalformedKeyError,
     NotFoundError,
@@ -30,13 +32,17 @@ from ledger.records import StoredCheckpoint, StoredLeaf
 from ledger.storage.domain_store import DomainStore
 from ledger.storage.log_store import LogStore
 from ledger.wire import (
-    ALREADY_LOGGED,
     consistency_to_proto,
     inclusion_to_proto,
     receipt_to_proto,
 )
 from services.access import AccessGuard, Caller
-from services.errors import already_logged_status, status_code_for
+from services.errors import (
+    already_logged_refusal,
+    already_logged_status,
+    append_refusal,
+    status_code_for,
+)
 from services.log_watch import LogWatcher
 from services.observability import NodeMetrics
 from services.rpc import Context, server_stream, unary
@@ -144,14 +150,18 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
 
         def settle(sequence: int, future: asyncio.Future[Receipt]) -> None:
             in_flight.discard(future)
-            window.release()
             answers.put_nowait(_stream_response(sequence, future))
 
         async def read() -> None:
             requests = aiter(request_iterator)
             try:
                 while True:
-                    await window.acquire()  # room first: no message is read beyond the window
+                    # Room first: an entry holds its place until its answer is sent, so
+                    # a client that does not read its answers stops being read.
+                    await window.acquire()
+                    if self.watcher.stopped:  # shutting down: answer what was read, no more
+                        cut_short.set()
+                        break
                     try:
                         request = await anext(requests)
                     except StopAsyncIteration:
@@ -166,7 +176,6 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
                         )
                         future = await self.committer.enqueue(submission)
                     except CustodyError as exc:
-                        window.release()
                         answers.put_nowait(_refusal_response(request.sequence, exc))
                         continue
                     in_flight.add(future)
@@ -176,13 +185,20 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
             finally:
                 answers.put_nowait(None)
 
+        cut_short = asyncio.Event()
         reader = asyncio.get_running_loop().create_task(read())
         counts = {"receipt": 0, "refusal": 0}
         try:
             while (response := await answers.get()) is not None:
                 counts[response.WhichOneof("outcome") or "refusal"] += 1
                 yield response
+                window.release()
             await reader  # a failed read surfaces here
+            if cut_short.is_set():
+                raise UnavailableError(
+                    "the node is shutting down: every entry it read was answered; "
+                    "send the rest again to another node or later"
+                )
         finally:
             log.info("stream closed", appended=counts["receipt"], refused=counts["refusal"])
             reader.cancel()
@@ -226,6 +242,9 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
         self, request: ledger_service_pb2.GetEntryRequest, context: Context
     ) -> ledger_service_pb2.GetEntryResponse:
         await self.guard.caller(context)
+        size = (await self._latest()).tree_size
+        if request.index >= size:
+            raise OutOfRangeError(f"the log holds {size} entries; index {request.index} is beyond")
         stored = await asyncio.to_thread(self.store.leaf, request.index)
         return ledger_service_pb2.GetEntryResponse(entry=_entry(stored))
 
@@ -236,7 +255,7 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
         await self.guard.caller(context)
         size = (await self._latest()).tree_size
         if request.start >= request.end:
-            raise OutOfRangeError(f"empty range [{request.start}, {request.end})")
+            raise InvalidRangeError(f"empty range [{request.start}, {request.end})")
         if request.end > size:
             raise OutOfRangeError(f"the log holds {size} entries; end {request.end} is beyond")
         async for chunk in self._chunks(request.start, request.end):
@@ -311,13 +330,11 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
 def _refusal_response(
     sequence: int, error: CustodyError
 ) -> ledger_service_pb2.AppendStreamResponse:
-    log.debug("refused", sequence=sequence, reason=error.reason)
-    return ledger_service_pb2.AppendStreamResponse(
-        sequence=sequence,
-        refusal=ledger_service_pb2.AppendRefusal(
-            code=status_code_for(error).value[0], reason=error.reason, message=str(error)
-        ),
-    )
+    if status_code_for(error) is grpc.StatusCode.INTERNAL:
+        log.error("append failed", sequence=sequence, reason=error.reason, error=str(error))
+    else:
+        log.debug("refused", sequence=sequence, reason=error.reason)
+    return ledger_service_pb2.AppendStreamResponse(sequence=sequence, refusal=append_refusal(error))
 
 
 def _stream_response(
@@ -331,24 +348,12 @@ def _stream_response(
         return _refusal_response(sequence, error)
     if error is not None:  # the node's own fault: logged, answered without internals
         log.error("append failed", sequence=sequence, exc_info=error)
-        return ledger_service_pb2.AppendStreamResponse(
-            sequence=sequence,
-            refusal=ledger_service_pb2.AppendRefusal(
-                code=grpc.StatusCode.INTERNAL.value[0],
-                reason="INTERNAL",
-                message="internal error; the node logged the details",
-            ),
-        )
+        internal = InternalError("internal error; the node logged the details")
+        return _refusal_response(sequence, internal)
     receipt = future.result()
     if receipt.duplicate:
         return ledger_service_pb2.AppendStreamResponse(
-            sequence=sequence,
-            refusal=ledger_service_pb2.AppendRefusal(
-                code=grpc.StatusCode.ALREADY_EXISTS.value[0],
-                reason=ALREADY_LOGGED,
-                message=f"this entry is already in the log at index {receipt.index}",
-                original_receipt=receipt_to_proto(receipt),
-            ),
+            sequence=sequence, refusal=already_logged_refusal(receipt)
         )
     return ledger_service_pb2.AppendStreamResponse(
         sequence=sequence, receipt=receipt_to_proto(receipt)

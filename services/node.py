@@ -53,6 +53,8 @@ from services.rpc import RefuseUndecodable
 log = structlog.get_logger("custody.node")
 
 LOG_KEY_PASSPHRASE_ENV = "CUSTODY_LOG_KEY_PASSPHRASE"  # noqa: S105 (a variable name)
+COMMIT_DRAIN_SECONDS = 60.0
+"""On shutdown, how long the queued entries may take to commit after the grace period."""
 SERVICE_NAMES = (
     ledger_service_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name,
     registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
@@ -110,7 +112,11 @@ class RunningNode:
         await self.health.enter_graceful_shutdown()
         await self.watcher.stop()  # Follow streams end instead of idling through the grace
         await self.server.stop(grace)
-        await self.committer.close()
+        try:
+            # Everything queued is committed; a database that hangs must not hang us too.
+            await asyncio.wait_for(self.committer.close(), timeout=grace + COMMIT_DRAIN_SECONDS)
+        except TimeoutError:
+            log.error("the sequencer did not finish its queued entries in time; stopping anyway")
         self.sequencer.close()
         if self.metrics_endpoint is not None:
             self.metrics_endpoint.close()
@@ -135,7 +141,7 @@ def _server_options(config: NodeConfig) -> Sequence[tuple[str, int]]:
 
 
 def _add_services(
-    server: grpc.aio.Server, ledger: LedgerServicer, guard: AccessGuard
+    server: grpc.aio.Server, ledger: LedgerServicer, guard: AccessGuard, max_message_bytes: int
 ) -> health.aio.HealthServicer:
     """The three Custody services, health checking and reflection; returns the health servicer."""
     store, domain, metrics = ledger.store, ledger.domain, ledger.metrics
@@ -144,7 +150,14 @@ def _add_services(
         RegistryServicer(store=store, domain=domain, guard=guard, metrics=metrics), server
     )
     provenance_service_pb2_grpc.add_ProvenanceServiceServicer_to_server(
-        ProvenanceServicer(store=store, domain=domain, guard=guard, metrics=metrics), server
+        ProvenanceServicer(
+            store=store,
+            domain=domain,
+            guard=guard,
+            metrics=metrics,
+            max_message_bytes=max_message_bytes,
+        ),
+        server,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -216,19 +229,18 @@ async def start_node(config: NodeConfig) -> RunningNode:
             follow_idle_seconds=config.limits.follow_idle_seconds,
         ),
     )
-    health_servicer = _add_services(server, ledger_servicer, guard)
+    health_servicer = _add_services(server, ledger_servicer, guard, config.limits.max_message_bytes)
     host, port = split_address(config.node.listen, "[node] listen")
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    if config.node.insecure_dev:
-        log.warning("insecure development mode: no TLS, callers are not authenticated")
-        bound = server.add_insecure_port(address)
-    else:
-        bound = server.add_secure_port(address, server_credentials(config))
-    if bound == 0:
-        store.close()
-        raise ConfigurationError(f"cannot listen on {config.node.listen}")
     endpoint = None
     try:
+        if config.node.insecure_dev:
+            log.warning("insecure development mode: no TLS, callers are not authenticated")
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, server_credentials(config))
+        if bound == 0:
+            raise ConfigurationError(f"cannot listen on {config.node.listen}")
         if config.metrics.listen:
             metrics_host, metrics_port = split_address(config.metrics.listen, "[metrics] listen")
             endpoint = serve_metrics(metrics, metrics_host, metrics_port)
@@ -236,6 +248,11 @@ async def start_node(config: NodeConfig) -> RunningNode:
         await watcher.start()
         await server.start()
     except BaseException:
+        # Nothing half-started is left behind: threads, ports, the database.
+        await server.stop(None)
+        await watcher.stop()
+        await committer.close()
+        sequencer.close()
         if endpoint is not None:
             endpoint.close()
         store.close()

@@ -8,7 +8,7 @@ from custody.v1 import event_pb2, provenance_service_pb2, provenance_service_pb2
 from ledger.bundle_builder import build_bundle
 from ledger.domain.provenance import ElementComposition, origin_composition
 from ledger.domain.records import Lot, LotOrigin, LotState
-from ledger.errors import NotFoundError
+from ledger.errors import BundleTooLargeError, NotFoundError
 from ledger.storage.domain_store import DomainStore
 from ledger.storage.log_store import LogStore
 from services.access import AccessGuard
@@ -71,8 +71,15 @@ def element_origins(composition: ElementComposition) -> provenance_service_pb2.E
 
 class ProvenanceServicer(provenance_service_pb2_grpc.ProvenanceServiceServicer):
     def __init__(
-        self, *, store: LogStore, domain: DomainStore, guard: AccessGuard, metrics: NodeMetrics
+        self,
+        *,
+        store: LogStore,
+        domain: DomainStore,
+        guard: AccessGuard,
+        metrics: NodeMetrics,
+        max_message_bytes: int,
     ) -> None:
+        self.max_message_bytes = max_message_bytes
         self.store = store
         self.domain = domain
         self.guard = guard
@@ -88,14 +95,22 @@ class ProvenanceServicer(provenance_service_pb2_grpc.ProvenanceServiceServicer):
             latest = self.store.latest_checkpoint(conn)
             history: list[int] = []
             after = -1
-            while len(history) < _MAX_HISTORY:
+            truncated = False
+            while True:
                 page = view.events_for_subject(f"lot:{lot_id}", after=after, limit=_HISTORY_PAGE)
+                if len(history) + len(page) > _MAX_HISTORY:
+                    truncated = True
+                    history.extend(page[: _MAX_HISTORY - len(history)])
+                    break
                 history.extend(page)
                 if len(page) < _HISTORY_PAGE:
                     break
                 after = page[-1]
         return provenance_service_pb2.GetLotResponse(
-            tree_size=latest.tree_size if latest else 0, lot=lot_record(lot), history=history
+            tree_size=latest.tree_size if latest else 0,
+            lot=lot_record(lot),
+            history=history,
+            history_truncated=truncated,
         )
 
     @unary("GetLot")
@@ -108,10 +123,18 @@ class ProvenanceServicer(provenance_service_pb2_grpc.ProvenanceServiceServicer):
     def _trace(self, lot_id: str) -> provenance_service_pb2.TraceResponse:
         bundle = build_bundle(self.store, lot_id)
         composition = origin_composition(self.domain.view(), lot_id)
-        return provenance_service_pb2.TraceResponse(
+        response = provenance_service_pb2.TraceResponse(
             bundle=bundle.to_proto(),
             composition=[element_origins(composition[e]) for e in sorted(composition)],
         )
+        if response.ByteSize() > self.max_message_bytes:
+            # Said plainly rather than left to fail in the transport after all the work.
+            raise BundleTooLargeError(
+                f"the bundle of {lot_id!r} holds {len(bundle.entries)} leaves "
+                f"({response.ByteSize():,} bytes), more than this node sends in one message "
+                f"({self.max_message_bytes:,} bytes; [limits] max_message_bytes)"
+            )
+        return response
 
     @unary("Trace")
     async def Trace(  # noqa: N802

@@ -61,8 +61,12 @@ def _begin(method: str, context: Context) -> str:
 
 
 async def _refuse(context: Context, error: CustodyError) -> None:
-    log.info("refused", reason=error.reason, error=str(error))
-    await context.abort_with_status(grpc_status(error))
+    status = grpc_status(error)
+    if status.code is grpc.StatusCode.INTERNAL:  # the node's own fault, not a refusal
+        log.error("internal error", reason=error.reason, exc_info=error)
+    else:
+        log.info("refused", reason=error.reason, error=str(error))
+    await context.abort_with_status(status)
 
 
 async def _fail(context: Context, rid: str, error: BaseException) -> None:
@@ -223,7 +227,7 @@ class RefuseUndecodable(grpc.aio.ServerInterceptor):
 
     def __init__(self) -> None:
         # A method's handler is the same on every call: wrap each one once.
-        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any] | None] = {}
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     async def intercept_service(
         self,
@@ -233,9 +237,12 @@ class RefuseUndecodable(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         method = handler_call_details.method
-        if method not in self._wrapped:
-            self._wrapped[method] = _tolerant_handler(await continuation(handler_call_details))
-        return self._wrapped[method]
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            wrapped = _tolerant_handler(await continuation(handler_call_details))
+            if wrapped is not None:  # only registered methods: callers choose the names
+                self._wrapped[method] = wrapped
+        return wrapped
 
 
 def _tolerant_handler(

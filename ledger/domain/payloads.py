@@ -25,6 +25,7 @@ from ledger.domain.records import (
     EventKind,
 )
 from ledger.errors import AdmissionRuleError, Rule
+from ledger.protobuf_fields import has_unknown_fields
 
 PPM_FULL = 1_000_000
 MAX_TEXT = 1_000
@@ -101,12 +102,7 @@ def _parse(message: Message, payload: bytes, name: str) -> None:
 
 
 def _refuse_unknown_fields(message: Message, path: str) -> None:
-    # Fast path, all in the C extension: an encoded unknown field always has a
-    # size, so discarding them shrinks the message exactly when there were some.
-    stripped = type(message)()
-    stripped.CopyFrom(message)
-    stripped.DiscardUnknownFields()
-    if stripped.ByteSize() != message.ByteSize():
+    if has_unknown_fields(message):
         _name_unknown_fields(message, path)
         raise invalid(f"{path} carries fields unknown to custody.v1")
 

@@ -385,6 +385,22 @@ def test_malformed_protobuf_is_refused(
     assert caught.value.reason == "MALFORMED_BUNDLE"
 
 
+@pytest.mark.parametrize("where", ["bundle", "entry"])
+def test_fields_unknown_to_v1_are_refused(where: str) -> None:
+    message = _proto()
+    unknown = b"\xf8\x07\x01"  # field 127, varint 1
+    if where == "entry":
+        spoiled = bundle_pb2.BundleEntry.FromString(
+            message.entries[1].SerializeToString() + unknown
+        )
+        message.entries[1].CopyFrom(spoiled)  # unknown fields are copied along
+        data = message.SerializeToString()
+    else:
+        data = message.SerializeToString() + unknown
+    with pytest.raises(MalformedBundleError, match=r"unknown to custody\.v1"):
+        ProvenanceBundle.decode(data)
+
+
 @pytest.mark.parametrize("data", [b"\xff\xff\xff", b"\x0a\x05ab", b"\x22\x03\x08"])
 def test_bytes_that_are_not_a_bundle_are_refused(data: bytes) -> None:
     with pytest.raises(MalformedBundleError, match="not a valid protobuf"):

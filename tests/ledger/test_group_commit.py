@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 
 import pytest
@@ -148,3 +149,37 @@ def test_pipelined_batches_keep_the_order_entries_were_queued_in(
         return [r.index for r in receipts]
 
     assert asyncio.run(run()) == list(range(60))
+
+
+def test_an_observer_that_raises_neither_hangs_callers_nor_stops_the_sequencer(
+    sequencer: Sequencer, make_submission: SubmissionFactory
+) -> None:
+    def broken(_: object, __: object) -> None:
+        raise RuntimeError("metrics backend is down")
+
+    async def run() -> list[int]:
+        committer = GroupCommitter(sequencer, on_batch=broken)
+        committer.start()
+        first = await asyncio.wait_for(committer.submit(make_submission()), 30)
+        second = await asyncio.wait_for(committer.submit(make_submission()), 30)
+        await committer.close()
+        return [first.index, second.index]
+
+    assert asyncio.run(run()) == [0, 1]
+
+
+def test_a_committer_whose_loop_died_refuses_instead_of_queueing(
+    sequencer: Sequencer, make_submission: SubmissionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def run() -> None:
+        committer = GroupCommitter(sequencer)
+        committer.start()
+        assert committer._task is not None
+        committer._task.cancel()  # the loop is gone, whatever the cause
+        with contextlib.suppress(asyncio.CancelledError):
+            await committer._task
+        with pytest.raises(UnavailableError):
+            await committer.submit(make_submission())
+        await committer.close()
+
+    asyncio.run(run())

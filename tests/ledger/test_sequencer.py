@@ -13,6 +13,7 @@ from ledger.checkpoint import open_checkpoint
 from ledger.dsse import Envelope, Signature
 from ledger.errors import (
     CustodyError,
+    InternalError,
     LogAlreadyInitialisedError,
     SignatureError,
     StateMismatchError,
@@ -327,3 +328,32 @@ def test_a_sequencer_refuses_storage_that_went_backwards(
     with pytest.raises(StateMismatchError, match="rolled back"):
         sequencer.append(make_submission())
     assert store.size() == 2  # nothing was signed over the older state
+
+
+class _RulesThatBreakOn(EnvelopeRules):
+    """Envelope rules whose stateless step hits a bug on one payload."""
+
+    def __init__(self, poison: bytes) -> None:
+        self.poison = poison
+
+    def prepare(self, submission: Submission, entry: Any) -> object:
+        if entry.envelope.payload == self.poison:
+            raise ValueError("a bug in the payload checks")
+        return None
+
+
+def test_an_unexpected_failure_on_one_entry_fails_that_entry_only(
+    store: LogStore, log_signer: NoteSigner, make_submission: SubmissionFactory
+) -> None:
+    good = [make_submission() for _ in range(3)]
+    poisoned = make_submission()
+    initialise_log(store, log_signer)
+    sequencer = Sequencer(
+        store, log_signer, rules=_RulesThatBreakOn(poisoned.envelope.payload), verify_threads=1
+    )
+    try:
+        outcomes = sequencer.append_batch([good[0], poisoned, good[1], good[2]])
+    finally:
+        sequencer.close()
+    assert isinstance(outcomes[1], InternalError)
+    assert [o.index for o in outcomes if isinstance(o, Receipt)] == [0, 1, 2]

@@ -477,13 +477,13 @@ def test_indices_and_sizes_beyond_the_log(node: NodeThread, connect: Connections
     cases: list[tuple[Callable[[], object], Code, str]] = [
         (
             lambda: stub.GetEntry(ledger_service_pb2.GetEntryRequest(index=size)),
-            Code.NOT_FOUND,
-            "NOT_FOUND",
+            Code.OUT_OF_RANGE,
+            "OUT_OF_RANGE",
         ),
         (
             lambda: stub.GetEntry(ledger_service_pb2.GetEntryRequest(index=top)),
-            Code.NOT_FOUND,
-            "NOT_FOUND",
+            Code.OUT_OF_RANGE,
+            "OUT_OF_RANGE",
         ),
         (
             lambda: stub.GetCheckpoint(ledger_service_pb2.GetCheckpointRequest(tree_size=size + 1)),
@@ -556,13 +556,13 @@ def test_indices_and_sizes_beyond_the_log(node: NodeThread, connect: Connections
         ),
         (
             lambda: list(stub.GetEntries(ledger_service_pb2.GetEntriesRequest(start=5, end=5))),
-            Code.OUT_OF_RANGE,
-            "OUT_OF_RANGE",
+            Code.INVALID_ARGUMENT,
+            "INVALID_RANGE",
         ),
         (
             lambda: list(stub.GetEntries(ledger_service_pb2.GetEntriesRequest(start=top, end=top))),
-            Code.OUT_OF_RANGE,
-            "OUT_OF_RANGE",
+            Code.INVALID_ARGUMENT,
+            "INVALID_RANGE",
         ),
     ]
     with unchanged(node):

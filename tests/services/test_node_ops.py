@@ -184,6 +184,12 @@ def test_the_deployment_example_loads(tmp_path: Path) -> None:
         ("[logging]\nlevel = 'loud'\n", {}, "level"),
         ("node = 1\n", {}, "must be a table"),
         ("[node\n", {}, "cannot read"),
+        ("[sequencer]\npoll_seconds = 0\n", {}, "positive number of seconds"),
+        ("", {"CUSTODY_LIMITS_SHUTDOWN_GRACE_SECONDS": "-1"}, "positive number of seconds"),
+        ("[limits]\nmax_concurrent_rpcs = -1\n", {}, "unbounded"),
+        # Unauthenticated callers name themselves: loopback only.
+        ("[node]\nlisten = '0.0.0.0:7443'\n", {}, "loopback only"),
+        ("", {"CUSTODY_NODE_LISTEN": "10.0.0.5:7443"}, "loopback only"),
     ],
 )
 def test_bad_settings_are_refused(

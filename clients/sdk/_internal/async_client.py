@@ -184,7 +184,7 @@ class AsyncPartnerClient:
     async def _submit_stream(
         self, items: Iterable[SubmitItem] | AsyncIterable[SubmitItem], window: int
     ) -> AsyncGenerator[SubmitOutcome, None]:
-        stream = SubmitStream(self._core.log_key)
+        stream = SubmitStream(self._core)
         room = asyncio.Semaphore(window)
         closing = asyncio.Event()
         source = _items(items)
@@ -207,7 +207,7 @@ class AsyncPartnerClient:
         call = self._ledger.AppendStream(requests(), metadata=self._metadata)
         try:
             async for response in call:
-                yield stream.outcome(response)
+                yield await self._run(stream.outcome(response))
                 room.release()  # only once the caller took the outcome
             stream.finish()
         except grpc.RpcError as exc:
@@ -266,7 +266,7 @@ class AsyncPartnerClient:
         call = self._ledger.Follow(request, metadata=self._metadata)
         try:
             async for message in call:
-                for entry in verifier.accept(message):
+                for entry in await self._run(self._core.follow_message(verifier, message)):
                     yield entry
         except grpc.RpcError as exc:
             raise error_from_rpc(exc) from exc

@@ -1,14 +1,19 @@
 """A node's refusals, translated into Custody's one error tree (``ledger.errors``).
 
 The node sends a status code plus a ``google.rpc.ErrorInfo`` detail (domain
-``custody.dev``) whose reason is a stable code; an AppendStream refusal carries
-the same code and reason in its message. Both go through ``error_for`` so a
-caller sees the same exception whichever way an entry was submitted. The
-server's reason is kept on the instance (``error.reason``).
+``ledger.wire.ERROR_DOMAIN``) whose reason is a stable code; an AppendStream
+refusal carries the same code and reason in its message. Both go through
+``error_for`` so a caller sees the same exception whichever way an entry was
+submitted. The server's reason is kept on the instance (``error.reason``).
+
+The reason decides before the code where it names the node's own fault
+(``LOG_INTEGRITY``, ``STATE_MISMATCH``): whatever the code, that is a
+``RemoteError``, never a ``MalformedError`` (which always means the caller's input).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import cast
 
@@ -22,6 +27,7 @@ from ledger.errors import (
     AdmissionRuleError,
     CustodyError,
     EntryTooLargeError,
+    LogIntegrityError,
     MalformedBundleError,
     MalformedCheckpointError,
     MalformedEnvelopeError,
@@ -36,16 +42,18 @@ from ledger.errors import (
     PermissionDeniedError,
     RemoteError,
     Rule,
+    StateMismatchError,
     UnauthenticatedError,
     UnavailableError,
     UnsignedEntryError,
 )
-
-ERROR_DOMAIN = "custody.dev"
-ALREADY_LOGGED = "ENTRY_ALREADY_LOGGED"
-"""ErrorInfo reason of ALREADY_EXISTS on Append: the original receipt is attached."""
+from ledger.wire import ALREADY_LOGGED, ERROR_DOMAIN
 
 _RULES = frozenset(rule.value for rule in Rule)
+# Reasons that report the node's own fault (its storage contradicts itself or its
+# signed state), whatever status code carries them: never the caller's input.
+_NODE_FAULTS = frozenset({LogIntegrityError.reason, StateMismatchError.reason})
+_INDEX = re.compile(r"[0-9]{1,19}")
 _CODES_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
 # INVALID_ARGUMENT reasons that name a precise class of the tree; any other reason
 # under that code (BAD_SIGNATURE, UNKNOWN_KEY, ...) is the client's malformed input.
@@ -68,21 +76,38 @@ _ARGUMENT_CLASSES: dict[str, type[MalformedError] | type[AdmissionError]] = {
 
 class AlreadyLoggedError(RemoteError):
     """ALREADY_EXISTS: the entry is in the log already. ``submit`` turns it into the
-    verified original receipt; only a node that leaves the receipt out lets it escape."""
+    verified original receipt: the one attached (``original_receipt``, sent when it
+    is small), else one built from the leaf and an inclusion proof fetched by
+    ``index`` (the ErrorInfo's ``index`` metadata). It never reaches the caller."""
 
-    def __init__(self, message: str, original_receipt: log_pb2.AppendReceipt | None) -> None:
+    def __init__(
+        self,
+        message: str,
+        original_receipt: log_pb2.AppendReceipt | None,
+        index: int | None = None,
+    ) -> None:
         super().__init__(message, status_code=grpc.StatusCode.ALREADY_EXISTS.name)
         self.original_receipt = original_receipt
+        self.index = index
 
 
 @dataclass(frozen=True)
 class RemoteStatus:
-    """What a node said when it refused: code, message, ErrorInfo reason, attached receipt."""
+    """What a node said when it refused: code, message, ErrorInfo reason, and for an
+    entry already logged the original receipt (if attached) and its index (if sent)."""
 
     code: grpc.StatusCode
     message: str
     reason: str | None
     original_receipt: log_pb2.AppendReceipt | None = None
+    logged_index: int | None = None
+
+
+def _logged_index(value: str | None) -> int | None:
+    """The ``index`` metadata of ENTRY_ALREADY_LOGGED, if it is a decimal index."""
+    if value is None or _INDEX.fullmatch(value) is None:
+        return None
+    return int(value)
 
 
 def status_of_rpc_error(error: grpc.RpcError) -> RemoteStatus:
@@ -99,6 +124,7 @@ def status_of_rpc_error(error: grpc.RpcError) -> RemoteStatus:
     if rich is None:
         return status
     reason: str | None = None
+    index: int | None = None
     receipt: log_pb2.AppendReceipt | None = None
     for detail in rich.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
@@ -106,14 +132,17 @@ def status_of_rpc_error(error: grpc.RpcError) -> RemoteStatus:
             detail.Unpack(info)
             if info.domain == ERROR_DOMAIN and reason is None:
                 reason = str(info.reason)
+                if reason == ALREADY_LOGGED:
+                    index = _logged_index(info.metadata.get("index"))
         elif detail.Is(log_pb2.AppendReceipt.DESCRIPTOR):
             receipt = log_pb2.AppendReceipt()
             detail.Unpack(receipt)
-    return RemoteStatus(status.code, status.message, reason, receipt)
+    return RemoteStatus(status.code, status.message, reason, receipt, index)
 
 
 def status_of_refusal(refusal: ledger_service_pb2.AppendRefusal) -> RemoteStatus:
-    """An AppendStream refusal: the status a unary Append would have failed with."""
+    """An AppendStream refusal: the status a unary Append would have failed with. It has
+    no field for a logged entry's index: ``submit_many`` asks a unary Append for it."""
     return RemoteStatus(
         _CODES_BY_VALUE.get(refusal.code, grpc.StatusCode.UNKNOWN),
         refusal.message,
@@ -128,8 +157,10 @@ def error_for(status: RemoteStatus) -> CustodyError:
     error: CustodyError
     if reason in _RULES:
         return AdmissionRuleError(Rule(reason), message)
-    if code == grpc.StatusCode.ALREADY_EXISTS:
-        error = AlreadyLoggedError(message, status.original_receipt)
+    if reason in _NODE_FAULTS:
+        error = RemoteError(message, status_code=code.name)
+    elif code == grpc.StatusCode.ALREADY_EXISTS or reason == ALREADY_LOGGED:
+        error = AlreadyLoggedError(message, status.original_receipt, status.logged_index)
     elif code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         error = UnavailableError(message)
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -144,6 +175,8 @@ def error_for(status: RemoteStatus) -> CustodyError:
     elif code == grpc.StatusCode.OUT_OF_RANGE:
         error = OutOfRangeError(message)
     elif code == grpc.StatusCode.INVALID_ARGUMENT:
+        # MALFORMED (a request that does not decode), INVALID_RANGE (an empty or
+        # inverted GetEntries range), BAD_SIGNATURE, ... : MalformedError with the reason.
         error = _ARGUMENT_CLASSES.get(reason or "", MalformedError)(message)
     else:
         error = RemoteError(message, status_code=code.name)

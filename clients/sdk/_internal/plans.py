@@ -27,6 +27,7 @@ from clients.sdk._internal.results import (
 )
 from clients.sdk._internal.state import CheckpointState
 from clients.sdk._internal.verify import (
+    FollowVerifier,
     RangeAnchor,
     check_bridge,
     check_inclusion,
@@ -42,6 +43,7 @@ from clients.sdk._internal.verify import (
 )
 from custody.v1 import (
     ledger_service_pb2,
+    log_pb2,
     provenance_service_pb2,
     registry_service_pb2,
 )
@@ -51,6 +53,7 @@ from ledger.errors import (
     ConsistencyProofError,
     InclusionProofError,
     LogIntegrityError,
+    MalformedError,
     NotFoundError,
     OutOfRangeError,
     VerificationError,
@@ -126,12 +129,52 @@ class ClientCore:
         )
         try:
             response = yield from _ledger_call("Append", request, ledger_service_pb2.AppendResponse)
-        except AlreadyLoggedError as exc:
-            if exc.original_receipt is None:
-                raise
-            original = exc.original_receipt
-            return verified_receipt(original, envelope, self.log_key, duplicate=True)
+        except AlreadyLoggedError as logged:
+            return (yield from self.original_receipt(envelope, logged))
         return verified_receipt(response.receipt, envelope, self.log_key, duplicate=False)
+
+    def original_receipt(
+        self, envelope: Envelope, logged: AlreadyLoggedError
+    ) -> Plan[VerifiedReceipt]:
+        """The original receipt of an entry the node says is logged, verified exactly as
+        any receipt (``duplicate`` set): the one the node attached, or, when it left it
+        out (it sends only receipts of a few KiB), one built from the leaf at the index
+        it named and that leaf's inclusion proof in its latest checkpoint."""
+        if logged.original_receipt is not None:
+            return verified_receipt(logged.original_receipt, envelope, self.log_key, duplicate=True)
+        index = logged.index
+        if index is None:
+            raise VerificationError(
+                "the node says the entry is already logged but sends neither its receipt "
+                "nor its index"
+            )
+        entry = yield from _ledger_call(
+            "GetEntry",
+            ledger_service_pb2.GetEntryRequest(index=index),
+            ledger_service_pb2.GetEntryResponse,
+        )
+        proof = yield from _ledger_call(
+            "GetInclusionProof",
+            ledger_service_pb2.GetInclusionProofRequest(index=index),
+            ledger_service_pb2.GetInclusionProofResponse,
+        )
+        rebuilt = log_pb2.AppendReceipt(
+            index=index,
+            leaf=entry.entry.leaf,
+            checkpoint=proof.checkpoint,
+            inclusion_proof=proof.proof,
+        )
+        return verified_receipt(rebuilt, envelope, self.log_key, duplicate=True)
+
+    def stream_original_receipt(
+        self, envelope: Envelope, public_keys: Sequence[bytes], logged: AlreadyLoggedError
+    ) -> Plan[VerifiedReceipt]:
+        """``original_receipt`` for an AppendStream refusal ENTRY_ALREADY_LOGGED. A refusal
+        has no field for the index, so without the attached receipt the entry is sent
+        again as a unary Append (idempotent), whose ALREADY_EXISTS names the index."""
+        if logged.original_receipt is not None or logged.index is not None:
+            return (yield from self.original_receipt(envelope, logged))
+        return (yield from self.submit(envelope, public_keys))
 
     # --- checkpoints ------------------------------------------------------------------
 
@@ -301,7 +344,9 @@ class ClientCore:
         size = signed.checkpoint.size
         end = size if end is None else end
         if not 0 <= start <= end:
-            raise OutOfRangeError(f"empty or inverted range [{start}, {end})")
+            inverted = MalformedError(f"inverted range [{start}, {end})")
+            inverted.reason = "INVALID_RANGE"  # what the node answers for one
+            raise inverted
         if end > size:
             raise OutOfRangeError(f"the checkpoint covers {size} entries; end {end} is beyond")
         if start == end or (start == 0 and end == size):
@@ -323,7 +368,22 @@ class ClientCore:
         proof.verify()
         return RangeAnchor(signed, start, end, proof.leaf_hash)
 
+    def follow_message(
+        self, verifier: FollowVerifier, message: ledger_service_pb2.FollowResponse
+    ) -> Plan[tuple[LogEntry, ...]]:
+        """One Follow message's leaves, once the whole message verified (``FollowVerifier``)
+        and, with a state directory, its checkpoint is proven one log with the saved one
+        (a consistency proof per checkpoint size new to the stream, as ``checkpoint()``)."""
+        step = verifier.accept(message)
+        if step.new_size:
+            yield from self.remember(step.checkpoint)
+        return step.entries
+
     # --- registry and provenance --------------------------------------------------------
+
+    # Registry, partners, facilities, lots and a trace's composition are the node's
+    # derived indexes, returned as the node sends them (a convenience): an auditor
+    # recomputes them from verified leaves. Only the trace's bundle is verified.
 
     def registry(self, tree_size: int | None) -> Plan[registry_service_pb2.GetRegistryResponse]:
         request = registry_service_pb2.GetRegistryRequest()

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import threading
 
-import grpc
-
-from clients.sdk._internal.errors import error_for, status_of_refusal
+from clients.sdk._internal.errors import AlreadyLoggedError, error_for, status_of_refusal
+from clients.sdk._internal.plans import ClientCore, Plan
 from clients.sdk._internal.results import SubmitItem, SubmitOutcome
 from clients.sdk._internal.verify import verified_receipt
 from custody.v1 import ledger_service_pb2
 from ledger.dsse import Envelope
 from ledger.errors import MalformedEnvelopeError, VerificationError
 from ledger.leaf import envelope_to_proto
-from ledger.note import VerifierKey
 
 DEFAULT_WINDOW = 1000
 """Entries in flight on one stream; the node's own per-stream limit defaults to 2000."""
@@ -49,13 +47,14 @@ class SubmitStream:
     sent; the response side turns each answer into a ``SubmitOutcome``: a receipt is
     verified against the log key and the entry's digest (a receipt that fails raises,
     it is never returned); a refusal becomes the translated error; an entry already
-    logged gets its verified original receipt.
+    logged gets its verified original receipt (``ClientCore.stream_original_receipt``:
+    fetched from the node if the refusal does not carry it).
     """
 
-    def __init__(self, log_key: VerifierKey) -> None:
-        self._log_key = log_key
+    def __init__(self, core: ClientCore) -> None:
+        self._core = core
         self._lock = threading.Lock()
-        self._pending: dict[int, Envelope] = {}
+        self._pending: dict[int, tuple[Envelope, list[bytes]]] = {}
         self._sent = 0
         self._input_error: BaseException | None = None
 
@@ -67,7 +66,7 @@ class SubmitStream:
         envelope, keys = _split(item)
         with self._lock:
             sequence = self._sent
-            self._pending[sequence] = envelope
+            self._pending[sequence] = (envelope, keys)
             self._sent += 1
         return ledger_service_pb2.AppendStreamRequest(
             sequence=sequence, envelope=envelope_to_proto(envelope), public_keys=keys
@@ -78,29 +77,29 @@ class SubmitStream:
         raise ``error`` from the outcome iterator."""
         self._input_error = error
 
-    def outcome(self, response: ledger_service_pb2.AppendStreamResponse) -> SubmitOutcome:
+    def outcome(self, response: ledger_service_pb2.AppendStreamResponse) -> Plan[SubmitOutcome]:
+        """The verified outcome of one answer; a plan, since the original receipt of an
+        entry already logged may have to be fetched."""
         with self._lock:
-            envelope = self._pending.pop(response.sequence, None)
-        if envelope is None:
+            pending = self._pending.pop(response.sequence, None)
+        if pending is None:
             raise VerificationError(
                 f"the node answered sequence {response.sequence}, which is not awaiting an answer"
             )
+        envelope, keys = pending
         position = response.sequence
         kind = response.WhichOneof("outcome")
         if kind == "receipt":
-            receipt = verified_receipt(response.receipt, envelope, self._log_key, duplicate=False)
+            log_key = self._core.log_key
+            receipt = verified_receipt(response.receipt, envelope, log_key, duplicate=False)
             return SubmitOutcome(position, envelope, receipt, None)
         if kind != "refusal":
             raise VerificationError(f"the node's answer to sequence {position} is empty")
-        refusal = response.refusal
-        if refusal.code == grpc.StatusCode.ALREADY_EXISTS.value[0] and refusal.HasField(
-            "original_receipt"
-        ):
-            original = verified_receipt(
-                refusal.original_receipt, envelope, self._log_key, duplicate=True
-            )
+        error = error_for(status_of_refusal(response.refusal))
+        if isinstance(error, AlreadyLoggedError):
+            original = yield from self._core.stream_original_receipt(envelope, keys, error)
             return SubmitOutcome(position, envelope, original, None)
-        return SubmitOutcome(position, envelope, None, error_for(status_of_refusal(refusal)))
+        return SubmitOutcome(position, envelope, None, error)
 
     def finish(self) -> None:
         """The node closed the stream: re-raise the input's error, or require an answer

@@ -43,7 +43,12 @@ T = TypeVar("T")
 
 
 class PartnerClient:
-    """A partner's connection to a Custody node; every answer is verified before use.
+    """A partner's connection to a Custody node.
+
+    Receipts, checkpoints, entries, proofs, Follow messages and trace bundles are
+    verified against the log key before they are returned (``entries`` at the end of
+    the range); registry, partner, facility and lot answers and a trace's composition
+    are the node's derived indexes, returned unverified (see docs/sdk.md).
 
     Build it with ``PartnerClient.connect(...)`` and close it (or use ``with``).
     ``timeout`` bounds each unary call; streams (``submit_many``, ``entries``,
@@ -155,7 +160,9 @@ class PartnerClient:
 
         ``public_keys`` are the raw keys of the envelope's signatures; left out, the
         node takes them from its registry. An entry already in the log returns its
-        original receipt (``receipt.receipt.duplicate`` is True), verified the same way.
+        original receipt (``receipt.receipt.duplicate`` is True), verified the same way;
+        when the node leaves it out of its answer (large entries), the client rebuilds
+        it from the leaf and an inclusion proof fetched by the index the node names.
         A refusal raises its ``CustodyError`` (``AdmissionRuleError`` for a domain rule).
         """
         return self._run(self._core.submit(envelope, public_keys))
@@ -184,7 +191,7 @@ class PartnerClient:
     def _submit_stream(
         self, items: Iterable[SubmitItem], window: int
     ) -> Generator[SubmitOutcome, None, None]:
-        stream = SubmitStream(self._core.log_key)
+        stream = SubmitStream(self._core)
         room = threading.Semaphore(window)
         closing = threading.Event()
         source = iter(items)
@@ -208,7 +215,7 @@ class PartnerClient:
         call = self._ledger.AppendStream(requests(), metadata=self._metadata)
         try:
             for response in call:
-                yield stream.outcome(response)
+                yield self._run(stream.outcome(response))
                 room.release()  # only once the caller took the outcome
             stream.finish()
         except grpc.RpcError as exc:
@@ -283,17 +290,19 @@ class PartnerClient:
         """Every leaf from ``start_index`` on, then new ones as they are committed; runs
         until the caller stops iterating or the node ends the stream.
 
-        Each message's leaves are yielded once the message checked out (see
-        ``FollowVerifier``: from index 0 the Merkle root of all leaves so far must match
-        each signed checkpoint they reach; from elsewhere the leaves are checked alone
-        and along the hash chain, without the Merkle binding).
+        Each message is verified whole before any of its leaves is yielded (see
+        ``FollowVerifier``): its checkpoint is signed and never goes back, its leaves
+        are consecutive, verified alone and chained to the leaves before, and its last
+        leaf is proven in the checkpoint's tree, so every leaf is tied to a signed root,
+        from any start index. With ``state_dir`` each new checkpoint size must also be
+        consistent with the saved checkpoint, as in ``checkpoint``.
         """
         verifier = FollowVerifier(self._core.log_key, start_index)
         request = ledger_service_pb2.FollowRequest(start_index=start_index)
         call = self._ledger.Follow(request, metadata=self._metadata)
         try:
             for message in call:
-                yield from verifier.accept(message)
+                yield from self._run(self._core.follow_message(verifier, message))
         except grpc.RpcError as exc:
             raise error_from_rpc(exc) from exc
         finally:
@@ -302,7 +311,8 @@ class PartnerClient:
     # --- registry and provenance ---------------------------------------------------------
 
     def registry(self, tree_size: int | None = None) -> registry_service_pb2.GetRegistryResponse:
-        """The registry (partners, keys, facilities) as of ``tree_size`` (default: latest)."""
+        """The registry (partners, keys, facilities) as of ``tree_size`` (default: latest),
+        as the node's index holds it: not verified (recompute it from governance leaves)."""
         return self._run(self._core.registry(tree_size))
 
     def partner(
@@ -316,10 +326,12 @@ class PartnerClient:
         return self._run(self._core.facility(facility_id, tree_size))
 
     def lot(self, lot_id: str) -> provenance_service_pb2.GetLotResponse:
-        """A lot's state and the indices of its history, as the node's index holds them."""
+        """A lot's state and the indices of its history, as the node's index holds them:
+        not verified (``trace`` gives the lot's history as a verified bundle)."""
         return self._run(self._core.lot(lot_id))
 
     def trace(self, lot_id: str) -> TraceResult:
-        """The lot's provenance bundle, verified against the log key, and the node's
-        origin composition per element."""
+        """The lot's provenance bundle, verified against the log key
+        (``ledger.bundle.verify_bundle``), and the node's origin composition per element,
+        which is the node's unverified figure (recompute it from the verified bundle)."""
         return self._run(self._core.trace(lot_id))

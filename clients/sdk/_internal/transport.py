@@ -9,10 +9,7 @@ from pathlib import Path
 import grpc
 
 from ledger.errors import ConfigurationError
-
-PARTNER_METADATA = "custody-partner"
-"""The metadata key a node in insecure development mode reads the caller's partner id
-from (``services.access.DEV_PARTNER_METADATA``: part of the wire contract)."""
+from ledger.wire import DEV_PARTNER_METADATA
 
 MAX_RECEIVE_BYTES = 64 << 20
 """A trace bundle of a long history is the largest answer; the node caps what it sends."""
@@ -91,7 +88,7 @@ class Endpoint:
     def metadata(self) -> Metadata:
         """Sent with every call: the development mode's self-declared partner id, if any."""
         if self.partner_id_for_insecure_dev:
-            return ((PARTNER_METADATA, self.partner_id_for_insecure_dev),)
+            return ((DEV_PARTNER_METADATA, self.partner_id_for_insecure_dev),)
         return ()
 
     def options(self) -> Sequence[tuple[str, int | str]]:

@@ -1,14 +1,20 @@
-"""Pure checks of what a node sends: receipts, leaves, streams of leaves, proofs.
+"""Pure checks of what a node sends: receipts, leaves, streams of leaves, proofs, bundles.
 
 Nothing here does I/O; the synchronous and the asyncio client run the same
 checks. Every failure raises a ``VerificationError`` subclass, also for bytes
-that do not even parse (the parser's reason is kept): an answer that does not
-verify is never returned.
+that do not even parse (the parser's reason is kept).
+
+What these checks cover is the log: receipts (``ledger.receipts.verify_receipt``,
+leaf signatures included), single leaves, proofs, checkpoints, every message of
+a Follow stream, GetEntries ranges (tied to the checkpoint when the range ends)
+and provenance bundles (``ledger.bundle.verify_bundle``). The node's derived
+answers (registry, partners, facilities, lots, a trace's composition) are not
+checked here: they are its convenience views, which an auditor recomputes from
+verified leaves.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 from clients.sdk._internal.results import LogEntry
@@ -78,8 +84,11 @@ def verified_bundle(
 def verified_receipt(
     message: log_pb2.AppendReceipt, envelope: Envelope, log_key: VerifierKey, *, duplicate: bool
 ) -> VerifiedReceipt:
-    """``ledger.receipts.verify_receipt`` on the wire form: signed checkpoint, the leaf
-    carries this very envelope (same entry digest), the inclusion proof holds."""
+    """``ledger.receipts.verify_receipt`` on the wire form, and nothing besides: the
+    checkpoint is signed by the log key, the leaf decodes, names the receipt's index,
+    carries this very envelope (same entry digest) and valid signatures by its signer
+    keys, and the inclusion proof ties it to the checkpoint's root. One copy of these
+    checks: the SDK does not re-check what ``verify_receipt`` checks."""
     try:
         receipt = receipt_from_proto(message, duplicate=duplicate)
         return verify_receipt(receipt, log_key, envelope.digest())
@@ -162,14 +171,16 @@ def checkpoints_in_order(first: Checkpoint, second: Checkpoint) -> tuple[Checkpo
 
 
 class LeafSequence:
-    """Consecutive leaves from ``start``: each verified alone (``verified_leaf``) and
-    continuing the hash chain of the one before. From index 0 the chain starts at 32
-    zero bytes and a ``CompactRange`` folds the leaves into the Merkle root so far."""
+    """Consecutive leaves from ``start``: each verified alone (``verified_leaf``), at the
+    next index, continuing the hash chain of the one before. From index 0 the chain
+    starts at 32 zero bytes; from elsewhere the first leaf's ``prev_chain_hash`` is
+    taken as given (what ties it down is the caller's business). With ``fold`` a
+    ``CompactRange`` folds the leaves into the Merkle root so far (from index 0 only)."""
 
-    def __init__(self, start: int) -> None:
+    def __init__(self, start: int, *, fold: bool = False) -> None:
         self.next_index = start
-        self._chain_head: bytes | None = ZERO_HASH if start == 0 else None
-        self.tree: CompactRange | None = CompactRange() if start == 0 else None
+        self.chain_head: bytes | None = ZERO_HASH if start == 0 else None
+        self.tree: CompactRange | None = CompactRange() if fold and start == 0 else None
         self.last_leaf: Leaf | None = None
 
     def accept(self, entry: log_pb2.Entry) -> Leaf:
@@ -179,9 +190,9 @@ class LeafSequence:
                 f"the node sent index {entry.index} where index {index} was due", index=index
             )
         leaf = verified_leaf(index, bytes(entry.leaf))
-        if self._chain_head is not None and leaf.prev_chain_hash != self._chain_head:
+        if self.chain_head is not None and leaf.prev_chain_hash != self.chain_head:
             raise LogIntegrityError(f"leaf {index} does not continue the hash chain", index=index)
-        self._chain_head = leaf.chain_hash
+        self.chain_head = leaf.chain_hash
         if self.tree is not None:
             self.tree.append(leaf.leaf_hash)
         self.next_index = index + 1
@@ -207,12 +218,13 @@ class RangeVerifier:
     the end (``finish``) the range is tied to the signed checkpoint: for the whole
     tree [0, size) the Merkle root of the leaves must be the signed root; otherwise
     the last leaf must be the one an inclusion proof in the checkpoint's tree proved,
-    and the chain ties every earlier leaf of the range to it.
+    and the chain ties every earlier leaf of the range to it. Until ``finish`` has
+    passed, the leaves handed on are provisional.
     """
 
     def __init__(self, anchor: RangeAnchor) -> None:
         self.anchor = anchor
-        self._leaves = LeafSequence(anchor.start)
+        self._leaves = LeafSequence(anchor.start, fold=anchor.last_leaf_hash is None)
 
     @property
     def next_index(self) -> int:
@@ -251,80 +263,100 @@ class RangeVerifier:
             )
 
 
+@dataclass(frozen=True)
+class FollowStep:
+    """One Follow message that passed every check: its checkpoint, its leaves (the last
+    one carrying the inclusion proof that tied the message to the checkpoint), and
+    whether the checkpoint's size is new to this stream."""
+
+    checkpoint: SignedCheckpoint
+    entries: tuple[LogEntry, ...]
+    new_size: bool
+
+
 class FollowVerifier:
-    """The messages of a Follow stream, each checked before its leaves are handed on.
+    """The messages of a Follow stream, each verified whole before any leaf of it is
+    handed on, from any start index.
 
-    Always: every checkpoint is signed by the log key; checkpoints never shrink and
-    never show two roots for one size; a message holds no leaf beyond its own
-    checkpoint; every leaf is checked alone, comes at the next index, and continues
-    the hash chain of the leaf before it.
+    For every message:
 
-    From index 0 also: a ``CompactRange`` folds every leaf, and whenever the leaves
-    received reach a checkpoint's size, the Merkle root of all leaves so far must be
-    that checkpoint's root. A node that drops, alters, reorders or invents a leaf is
-    caught there, at the latest when the leaves reach the size of the checkpoint
-    their message carried (a large catch-up spans several messages with one
-    checkpoint, so the check can come a few messages later).
+    1. its checkpoint is signed by the log key, and checkpoints never go back (a
+       smaller size than one seen before, or a second root for one size, is refused);
+    2. its leaves are consecutive, each verified alone (decodes, names its own index,
+       its signer keys match its signatures and every signature verifies), and each
+       continues the hash chain of the one before; the first continues the last leaf
+       of the previous message (from index 0: the 32 zero bytes);
+    3. ``last_entry_proof`` is an inclusion proof for the last leaf's hash and index in
+       the checkpoint's tree (its size and root), and it verifies.
 
-    From another index the first leaf's ``prev_chain_hash`` and the Merkle binding
-    cannot be checked without the earlier leaves: use ``entry`` or
-    ``inclusion_proof`` for the leaves that matter, or follow from 0.
+    So every leaf is bound to a signed root: the last by the proof, each earlier one
+    through the chain (leaf i+1 carries chain_hash(i), which commits to leaf i's
+    hash), the first one's own ``prev_chain_hash`` included, wherever the follower
+    started. A message with no leaves (a checkpoint alone) only moves the checkpoint
+    forward. The state kept is constant: the next index, the chain head and the
+    newest checkpoint. Whether successive checkpoints are one log is not provable
+    from the stream; ``ClientCore.follow_message`` checks each new size against the
+    client's saved state (a consistency proof) when it has a state directory.
     """
 
     def __init__(self, log_key: VerifierKey, start_index: int) -> None:
         self._log_key = log_key
         self._leaves = LeafSequence(start_index)
         self._latest: SignedCheckpoint | None = None
-        self._due: deque[SignedCheckpoint] = deque()  # sizes the leaves have not reached yet
 
-    def accept(self, message: ledger_service_pb2.FollowResponse) -> list[LogEntry]:
+    def accept(self, message: ledger_service_pb2.FollowResponse) -> FollowStep:
+        """Verify ``message`` (raising ``VerificationError`` on the first failure, which
+        ends the stream) and advance past it."""
         signed = signed_checkpoint(bytes(message.checkpoint), self._log_key)
-        self._check_monotonic(signed)
+        new_size = self._check_forward(signed)
+        leaves = [self._leaves.accept(entry) for entry in message.entries]
+        proof = self._prove_last(message, leaves[-1], signed) if leaves else None
         self._latest = signed
-        tree = self._leaves.tree
-        if tree is not None and signed.checkpoint.size >= tree.size:
-            # One checkpoint closes every message of a catch-up: keep it once.
-            if not self._due or self._due[-1].checkpoint.size != signed.checkpoint.size:
-                self._due.append(signed)
-            self._check_due_roots()
-        entries: list[LogEntry] = []
-        for entry in message.entries:
-            if entry.index >= signed.checkpoint.size:
-                raise LogIntegrityError(
-                    f"the node sent leaf {entry.index} with a checkpoint of size "
-                    f"{signed.checkpoint.size}, which does not cover it",
-                    index=entry.index,
-                )
-            leaf = self._leaves.accept(entry)
-            self._check_due_roots()
-            entries.append(LogEntry(leaf.index, leaf, signed))
-        return entries
+        entries = [LogEntry(leaf.index, leaf, signed) for leaf in leaves[:-1]]
+        if leaves:
+            entries.append(LogEntry(leaves[-1].index, leaves[-1], signed, proof))
+        return FollowStep(signed, tuple(entries), new_size)
 
-    def _check_monotonic(self, signed: SignedCheckpoint) -> None:
+    def _check_forward(self, signed: SignedCheckpoint) -> bool:
+        """Checkpoints never go back; True when ``signed`` has a size not seen before."""
         latest = self._latest
         if latest is None:
-            return
-        if signed.checkpoint.size < latest.checkpoint.size:
+            return True
+        size, seen = signed.checkpoint.size, latest.checkpoint.size
+        if size < seen:
             raise ConsistencyProofError(
-                f"the node's checkpoint went back from size {latest.checkpoint.size} to "
-                f"{signed.checkpoint.size}"
+                f"the node's checkpoint went back from size {seen} to {size}"
             )
-        if (
-            signed.checkpoint.size == latest.checkpoint.size
-            and signed.checkpoint.root_hash != latest.checkpoint.root_hash
-        ):
-            raise ConsistencyProofError(
-                f"the node signed two different roots for tree size {signed.checkpoint.size}"
-            )
+        if size == seen and signed.checkpoint.root_hash != latest.checkpoint.root_hash:
+            raise ConsistencyProofError(f"the node signed two different roots for tree size {size}")
+        return size != seen
 
-    def _check_due_roots(self) -> None:
-        tree = self._leaves.tree
-        if tree is None:
-            return
-        while self._due and self._due[0].checkpoint.size == tree.size:
-            checkpoint = self._due.popleft().checkpoint
-            if tree.root() != checkpoint.root_hash:
-                raise LogIntegrityError(
-                    f"the leaves received do not hash to the root signed at size {checkpoint.size}",
-                    index=max(checkpoint.size - 1, 0),
-                )
+    @staticmethod
+    def _prove_last(
+        message: ledger_service_pb2.FollowResponse, last: Leaf, signed: SignedCheckpoint
+    ) -> InclusionProof:
+        """``last_entry_proof`` proves ``last`` in the signed tree."""
+        size = signed.checkpoint.size
+        if not message.HasField("last_entry_proof"):
+            raise InclusionProofError(
+                f"the node sent leaves up to {last.index} without a proof that they are in "
+                f"the checkpoint of size {size}"
+            )
+        proof = inclusion_of(message.last_entry_proof)
+        if (
+            proof.index != last.index
+            or proof.tree_size != size
+            or proof.root != signed.checkpoint.root_hash
+        ):
+            raise InclusionProofError(
+                f"the proof sent with leaves up to {last.index} is not for index {last.index} "
+                f"in the checkpoint of size {size}"
+            )
+        proof.verify()
+        if proof.leaf_hash != last.leaf_hash:
+            raise LogIntegrityError(
+                f"leaf {last.index} is not the leaf the checkpoint of size {size} holds at "
+                f"index {last.index}",
+                index=last.index,
+            )
+        return proof
