@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +36,10 @@ from clients.sdk import (
     SubmitItem,
     SubmitOutcome,
 )
-from clients.sdk._internal.errors import RemoteStatus, error_for
-from custody.v1 import event_pb2, ledger_service_pb2
+from clients.sdk._internal.errors import AlreadyLoggedError, RemoteStatus, error_for
+from clients.sdk._internal.verify import FollowVerifier
+from custody.v1 import event_pb2, ledger_service_pb2, log_pb2
+from ledger import merkle
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.domain.records import EVENT_PAYLOAD_TYPE
 from ledger.dsse import Envelope, sign_envelope
@@ -44,6 +48,7 @@ from ledger.errors import (
     ConsistencyProofError,
     CustodyError,
     EntryTooLargeError,
+    InclusionProofError,
     LogIntegrityError,
     MalformedEnvelopeError,
     MalformedError,
@@ -57,9 +62,13 @@ from ledger.errors import (
     UnavailableError,
     VerificationError,
 )
-from ledger.keys import load_private_key
+from ledger.keys import generate_private_key, load_private_key
+from ledger.leaf import ZERO_HASH, chain_hash, decode_leaf, encode_leaf
+from ledger.merkle import CompactRange, InclusionProof, NodeId
 from ledger.note import NoteSigner, VerifierKey
 from ledger.storage.database import sqlite_url
+from ledger.wire import inclusion_to_proto, receipt_to_proto
+from services.errors import MAX_RECEIPT_DETAIL_BYTES
 from tests.services.node_support import (
     ORIGIN,
     STRANGER,
@@ -119,11 +128,16 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         yield Node(thread, ledger, pki, signer)
 
 
-def assay(event_id: str | None = None, lot_id: str = FINAL_LOT_ID) -> Envelope:
+def assay(
+    event_id: str | None = None,
+    lot_id: str = FINAL_LOT_ID,
+    evidence: Sequence[event_pb2.EvidenceRef] = (),
+) -> Envelope:
     """A laboratory's assay of a lot, recorded and signed by Bothnia (a LAB)."""
     event = event_pb2.Event(
         event_id=event_id or f"urn:uuid:{uuid.uuid4()}",
         partner_id=BOTHNIA,
+        evidence=list(evidence),
         assay=event_pb2.Assay(
             lot_id=lot_id,
             contents=[event_pb2.ElementContent(element="Co", ppm=27_600)],
@@ -137,6 +151,61 @@ def assay(event_id: str | None = None, lot_id: str = FINAL_LOT_ID) -> Envelope:
 
 def with_key(envelope: Envelope) -> SubmitItem:
     return envelope, [partner_signer(BOTHNIA).public_key]
+
+
+def big_assay() -> Envelope:
+    """An assay backed by 150 assay reports (~20 KB of valid evidence references): its
+    receipt is too large for the node to attach to ALREADY_EXISTS."""
+    batch = uuid.uuid4()
+    evidence = [
+        event_pb2.EvidenceRef(
+            uri=f"https://documents.bothnia-labs.example/assays/{batch}/report-{i:04d}.pdf",
+            sha256=hashlib.sha256(f"{batch}/{i}".encode()).digest(),
+            kind="assay_report",
+        )
+        for i in range(150)
+    ]
+    envelope = assay(evidence=evidence)
+    assert len(envelope.payload) > 15_000
+    return envelope
+
+
+class Rewriting:
+    """A server stream whose messages pass through ``rewrite`` (a lying node)."""
+
+    def __init__(self, call: Any, rewrite: Callable[[Any], None]) -> None:
+        self.call = call
+        self.rewrite = rewrite
+
+    def __iter__(self) -> Iterator[Any]:
+        for message in self.call:
+            self.rewrite(message)
+            yield message
+
+    def cancel(self) -> None:
+        self.call.cancel()
+
+
+def rewriting(real: Callable[..., Any], rewrite: Callable[[Any], None]) -> Callable[..., Rewriting]:
+    def method(request: Any, **kwargs: Any) -> Rewriting:
+        return Rewriting(real(request, **kwargs), rewrite)
+
+    return method
+
+
+def root_from_path(leaf_hash: bytes, index: int, size: int, path: Sequence[bytes]) -> bytes:
+    """The root an RFC 9162 audit path leads to from ``leaf_hash``: what a node holding
+    the log key signs to make a forged leaf's inclusion proof verify."""
+    fn, sn, root = index, size - 1, leaf_hash
+    for sibling in path:
+        if fn & 1 or fn == sn:
+            root = merkle.node_hash(sibling, root)
+            while fn and not fn & 1:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            root = merkle.node_hash(root, sibling)
+        fn, sn = fn >> 1, sn >> 1
+    return root
 
 
 # --- submit ------------------------------------------------------------------------------
@@ -160,6 +229,109 @@ def test_resubmission_returns_the_verified_original_receipt(node: Node) -> None:
     assert again.receipt.duplicate
     assert again.receipt.index == first.receipt.index
     assert again.receipt.leaf == first.receipt.leaf
+
+
+def test_resubmitting_a_big_entry_returns_the_original_receipt_fetched_and_verified(
+    node: Node,
+) -> None:
+    envelope = big_assay()
+    keys = [partner_signer(BOTHNIA).public_key]
+    with node.client() as client:
+        first = client.submit(envelope, keys)
+        # Too big to ride along ALREADY_EXISTS: the node sends only the index.
+        assert receipt_to_proto(first.receipt).ByteSize() > MAX_RECEIPT_DETAIL_BYTES
+        again = client.submit(envelope, keys)
+    assert again.receipt.duplicate
+    assert again.receipt.index == first.receipt.index
+    assert again.receipt.leaf == first.receipt.leaf
+    assert again.leaf.envelope.digest() == envelope.digest()
+    assert again.checkpoint.checkpoint.size > again.receipt.index
+
+
+def test_a_fetched_original_receipt_is_verified_like_any_receipt(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    envelope = big_assay()
+    keys = [partner_signer(BOTHNIA).public_key]
+    with node.client() as client:
+        index = client.submit(envelope, keys).receipt.index
+        real_get_entry = client._ledger.GetEntry
+
+        def another_leaf(request: Any, **kwargs: Any) -> ledger_service_pb2.GetEntryResponse:
+            answer: ledger_service_pb2.GetEntryResponse = real_get_entry(
+                ledger_service_pb2.GetEntryRequest(index=request.index - 1), **kwargs
+            )
+            answer.entry.index = request.index
+            return answer
+
+        monkeypatch.setattr(client._ledger, "GetEntry", another_leaf)
+        with pytest.raises(VerificationError):
+            client.submit(envelope, keys)
+    assert index >= SAMPLE_SIZE
+
+
+def test_submit_many_recovers_original_receipts_a_refusal_left_out(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small, big = assay(), big_assay()
+    with node.client() as client:
+        originals = [client.submit(e, [partner_signer(BOTHNIA).public_key]) for e in (small, big)]
+
+        def strip_receipts(response: ledger_service_pb2.AppendStreamResponse) -> None:
+            if response.HasField("refusal"):
+                response.refusal.ClearField("original_receipt")
+
+        real_stream = client._ledger.AppendStream
+        monkeypatch.setattr(client._ledger, "AppendStream", rewriting(real_stream, strip_receipts))
+        outcomes = sorted(
+            client.submit_many([with_key(small), with_key(big)]), key=lambda o: o.position
+        )
+    assert [o.duplicate for o in outcomes] == [True, True]
+    for outcome, original in zip(outcomes, originals, strict=True):
+        assert outcome.receipt is not None
+        assert outcome.receipt.receipt.index == original.receipt.index
+        assert outcome.receipt.leaf.envelope.digest() == outcome.envelope.digest()
+
+
+@pytest.mark.parametrize("signer_keys", ["as signed", "another partner's key"])
+def test_a_receipt_whose_leaf_signatures_do_not_verify_is_refused(
+    node: Node, monkeypatch: pytest.MonkeyPatch, signer_keys: str
+) -> None:
+    """The node (holding the log key) re-signs a consistent receipt around a leaf whose
+    signer keys do not match its signatures: only the leaf's signatures give it away."""
+    with node.client() as client:
+        real_append = client._ledger.Append
+
+        def forged(request: Any, **kwargs: Any) -> ledger_service_pb2.AppendResponse:
+            response: ledger_service_pb2.AppendResponse = real_append(request, **kwargs)
+            receipt, proof = response.receipt, response.receipt.inclusion_proof
+            leaf = decode_leaf(receipt.leaf)
+            keys = list(leaf.signer_keys)
+            if signer_keys != "as signed":
+                keys = [partner_signer(BALTIC).public_key]
+            receipt.leaf = encode_leaf(
+                index=leaf.index,
+                integration_time_micros=leaf.integration_time_micros,
+                prev_chain_hash=leaf.prev_chain_hash,
+                envelope=leaf.envelope,
+                signer_keys=keys,
+                subject_links=leaf.subject_links,
+            )
+            proof.leaf_hash = merkle.leaf_hash(receipt.leaf)
+            proof.root = root_from_path(
+                proof.leaf_hash, proof.index, proof.tree_size, list(proof.hashes)
+            )
+            receipt.checkpoint = sign_checkpoint(
+                Checkpoint(ORIGIN, proof.tree_size, proof.root), node.log_signer
+            )
+            return response
+
+        monkeypatch.setattr(client._ledger, "Append", forged)
+        if signer_keys == "as signed":  # the forgery itself is sound
+            assert not client.submit(assay()).receipt.duplicate
+            return
+        with pytest.raises(VerificationError):
+            client.submit(assay())
 
 
 @pytest.mark.parametrize(
@@ -223,6 +395,14 @@ def test_tampered_receipt_is_rejected(node: Node, monkeypatch: pytest.MonkeyPatc
         (grpc.StatusCode.FAILED_PRECONDITION, "LOT_NOT_HELD", AdmissionRuleError, "LOT_NOT_HELD"),
         (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_ENVELOPE", MalformedEnvelopeError, None),
         (grpc.StatusCode.INVALID_ARGUMENT, "BAD_SIGNATURE", MalformedError, "BAD_SIGNATURE"),
+        (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED", MalformedError, "MALFORMED"),
+        (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_RANGE", MalformedError, "INVALID_RANGE"),
+        (grpc.StatusCode.INVALID_ARGUMENT, None, MalformedError, "MALFORMED"),
+        # The node's own faults, whatever code carries them: never the caller's input.
+        (grpc.StatusCode.INVALID_ARGUMENT, "LOG_INTEGRITY", RemoteError, "LOG_INTEGRITY"),
+        (grpc.StatusCode.INVALID_ARGUMENT, "STATE_MISMATCH", RemoteError, "STATE_MISMATCH"),
+        (grpc.StatusCode.INTERNAL, "LOG_INTEGRITY", RemoteError, "LOG_INTEGRITY"),
+        (grpc.StatusCode.FAILED_PRECONDITION, "STATE_MISMATCH", RemoteError, "STATE_MISMATCH"),
         (grpc.StatusCode.INVALID_ARGUMENT, "ENTRY_TOO_LARGE", EntryTooLargeError, None),
         (grpc.StatusCode.PERMISSION_DENIED, "NOT_A_PARTNER", NotAPartnerError, None),
         (grpc.StatusCode.PERMISSION_DENIED, None, PermissionDeniedError, "PERMISSION_DENIED"),
@@ -233,6 +413,8 @@ def test_tampered_receipt_is_rejected(node: Node, monkeypatch: pytest.MonkeyPatc
         (grpc.StatusCode.DEADLINE_EXCEEDED, None, UnavailableError, "DEADLINE_EXCEEDED"),
         (grpc.StatusCode.INTERNAL, "STATE_MISMATCH", RemoteError, "STATE_MISMATCH"),
         (grpc.StatusCode.UNKNOWN, None, RemoteError, "REMOTE_ERROR"),
+        (grpc.StatusCode.FAILED_PRECONDITION, None, RemoteError, "REMOTE_ERROR"),
+        (grpc.StatusCode.ALREADY_EXISTS, "ENTRY_ALREADY_LOGGED", AlreadyLoggedError, None),
     ],
 )
 def test_status_translation(
