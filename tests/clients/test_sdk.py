@@ -32,6 +32,7 @@ from clients.sample.consortium import (
 from clients.sdk import (
     AsyncPartnerClient,
     ClientTls,
+    LogEntry,
     PartnerClient,
     SubmitItem,
     SubmitOutcome,
@@ -563,6 +564,9 @@ def test_entry_and_proofs_are_tied_to_signed_checkpoints(node: Node) -> None:
         assert [e.index for e in whole] == list(range(consistency.proof.new_size))
         part = list(client.entries(50, SAMPLE_SIZE))
         assert [e.index for e in part] == list(range(50, SAMPLE_SIZE))
+        with pytest.raises(MalformedError) as inverted:  # as the node would refuse it
+            list(client.entries(5, 3))
+        assert inverted.value.reason == "INVALID_RANGE"
 
 
 def test_entries_catch_a_lying_stream(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -606,36 +610,278 @@ def test_follow_picks_up_entries_appended_after_it_started(node: Node) -> None:
     assert entry.checkpoint.checkpoint.size > entry.index
 
 
-@pytest.mark.parametrize("lie", ["replaced leaf", "forged root"])
+def follow_until(client: PartnerClient, start: int, last: int) -> list[LogEntry]:
+    """Follow from ``start`` until leaf ``last`` (bounded: a stream that should have been
+    refused does not hang the test), collecting what was yielded before any refusal."""
+    seen: list[LogEntry] = []
+    following = client.follow(start)
+    with contextlib.closing(following):
+        try:
+            for entry in following:
+                seen.append(entry)
+                if entry.index >= last:
+                    break
+        except CustodyError as exc:
+            exc.add_note(f"yielded before the refusal: {[e.index for e in seen]}")
+            raise
+    return seen
+
+
+@pytest.mark.parametrize(
+    "lie",
+    [
+        "replaced leaf",
+        "forged root, the real proof",
+        "forged root, no proof",
+        "forged root, a proof to the forged root",
+    ],
+)
 def test_follow_catches_a_lying_node(node: Node, monkeypatch: pytest.MonkeyPatch, lie: str) -> None:
-    forged = sign_checkpoint(Checkpoint(ORIGIN, SAMPLE_SIZE, b"\x42" * 32), node.log_signer)
+    # Even an operator holding the log key cannot sign a root that is not the root of
+    # the leaves it serves: the message's last leaf must be proven in the signed tree.
+    forged_root = b"\x42" * 32
+    forged = sign_checkpoint(Checkpoint(ORIGIN, SAMPLE_SIZE, forged_root), node.log_signer)
     with node.client() as client:
-        real_follow = client._ledger.Follow
         leaf_7 = client.entry(7).raw
+        real_proof = client.inclusion_proof(SAMPLE_SIZE - 1, SAMPLE_SIZE).proof
+        to_forged_root = inclusion_to_proto(dataclasses.replace(real_proof, root=forged_root))
 
-        class Lying:
-            def __init__(self, request: Any, **kwargs: Any) -> None:
-                self.call = real_follow(request, **kwargs)
+        def lie_in(message: ledger_service_pb2.FollowResponse) -> None:
+            if lie == "replaced leaf":
+                if message.entries and message.entries[0].index == 0:
+                    message.entries[9].leaf = leaf_7
+                return
+            del message.entries[SAMPLE_SIZE:]
+            message.checkpoint = forged
+            if lie == "forged root, no proof":
+                message.ClearField("last_entry_proof")
+            elif lie == "forged root, a proof to the forged root":
+                message.last_entry_proof.CopyFrom(to_forged_root)
 
-            def __iter__(self) -> Iterator[ledger_service_pb2.FollowResponse]:
-                for message in self.call:
-                    if lie == "replaced leaf" and message.entries[0].index == 0:
-                        message.entries[9].leaf = leaf_7
-                    if lie == "forged root":
-                        # Even an operator holding the log key cannot sign a root that is
-                        # not the root of the leaves it serves.
-                        del message.entries[SAMPLE_SIZE:]
-                        message.checkpoint = forged
-                    yield message
+        monkeypatch.setattr(client._ledger, "Follow", rewriting(client._ledger.Follow, lie_in))
+        with pytest.raises(VerificationError) as caught:
+            follow_until(client, 0, SAMPLE_SIZE - 1)
+    assert "yielded before the refusal: []" in str(caught.value.__notes__)
+    if lie == "replaced leaf":
+        assert isinstance(caught.value, LogIntegrityError)
+        assert caught.value.index == 9
+    else:
+        assert isinstance(caught.value, InclusionProofError)
 
-            def cancel(self) -> None:
-                self.call.cancel()
 
-        monkeypatch.setattr(client._ledger, "Follow", Lying)
-        with pytest.raises(LogIntegrityError) as caught:
-            for _ in client.follow(0):
+@pytest.mark.parametrize("proof", ["the real proof", "a proof of the forged last leaf"])
+def test_follow_refuses_chained_leaves_that_are_not_in_the_signed_tree(
+    node: Node, monkeypatch: pytest.MonkeyPatch, proof: str
+) -> None:
+    """Leaves that decode, name their index, carry valid signatures and continue each
+    other's hash chain, but are not the tree's: refused before any of them is yielded,
+    from a start index other than 0 too."""
+    start = SAMPLE_SIZE - 5
+
+    def rechain(message: ledger_service_pb2.FollowResponse) -> None:
+        if not message.entries or message.entries[0].index != start:
+            return
+        chain = decode_leaf(message.entries[0].leaf).prev_chain_hash
+        for entry in message.entries:
+            leaf = decode_leaf(entry.leaf)
+            entry.leaf = encode_leaf(
+                index=leaf.index,
+                integration_time_micros=leaf.integration_time_micros + 1,
+                prev_chain_hash=chain,
+                envelope=leaf.envelope,
+                signer_keys=leaf.signer_keys,
+                subject_links=leaf.subject_links,
+            )
+            chain = chain_hash(chain, merkle.leaf_hash(entry.leaf))
+        if proof == "a proof of the forged last leaf":
+            message.last_entry_proof.leaf_hash = merkle.leaf_hash(message.entries[-1].leaf)
+
+    with node.client() as client:
+        size = client.checkpoint().checkpoint.size
+        monkeypatch.setattr(client._ledger, "Follow", rewriting(client._ledger.Follow, rechain))
+        with pytest.raises(VerificationError) as caught:
+            follow_until(client, start, size - 1)
+    assert "yielded before the refusal: []" in str(caught.value.__notes__)
+    if proof == "the real proof":
+        assert isinstance(caught.value, LogIntegrityError)
+        assert caught.value.index == size - 1  # the proven leaf is another
+    else:
+        assert isinstance(caught.value, InclusionProofError)
+
+
+def test_follow_checks_each_new_checkpoint_against_the_saved_state(
+    node: Node, tmp_path: Path
+) -> None:
+    with node.client() as client:
+        size = client.checkpoint().checkpoint.size
+    trusted, forked = tmp_path / "trusted", tmp_path / "forked"
+    with node.client(state_dir=trusted) as client:
+        following = client.follow(size - 1)
+        with contextlib.closing(following):
+            assert next(following).index == size - 1
+            appended = client.submit(assay())  # receipts leave the state alone
+            while next(following).index < appended.receipt.index:
                 pass
-    assert caught.value.index == (9 if lie == "replaced leaf" else SAMPLE_SIZE - 1)
+    saved = VerifiedState(trusted, node.log_key).load()
+    assert saved is not None  # followed forward, one consistency proof per new size
+    assert saved.size > appended.receipt.index
+
+    forged_state(node, forked, size + 1)  # a checkpoint of another log under the same key
+    with node.client(state_dir=forked) as client, pytest.raises(ConsistencyProofError) as caught:
+        follow_until(client, size - 1, size - 1)
+    assert "yielded before the refusal: []" in str(caught.value.__notes__)
+
+
+# --- FollowVerifier on logs built here ------------------------------------------------------
+
+FAKE_ORIGIN = "fake.test/log"
+
+
+class FakeLog:
+    """A log built in the test: leaves of real signed entries, chained, with Merkle proofs
+    and checkpoints signed by ``signer``. Leaves from ``fork_at`` on get another time,
+    so two FakeLogs over the same envelopes share the leaves before ``fork_at``."""
+
+    def __init__(self, signer: NoteSigner, envelopes: Sequence[Envelope], fork_at: int) -> None:
+        self.signer = signer
+        self.leaves: list[bytes] = []
+        keys = [partner_signer(BOTHNIA).public_key]
+        chain = ZERO_HASH
+        for index, envelope in enumerate(envelopes):
+            raw = encode_leaf(
+                index=index,
+                integration_time_micros=index + (1_000 if index >= fork_at else 0),
+                prev_chain_hash=chain,
+                envelope=envelope,
+                signer_keys=keys,
+            )
+            chain = chain_hash(chain, merkle.leaf_hash(raw))
+            self.leaves.append(raw)
+
+    def root(self, begin: int, end: int) -> bytes:
+        tree = CompactRange()
+        for raw in self.leaves[begin:end]:
+            tree.append(merkle.leaf_hash(raw))
+        return tree.root()
+
+    def nodes(self, ids: Collection[NodeId]) -> Mapping[NodeId, bytes]:
+        return {node_id: self.root(node_id.begin, node_id.end) for node_id in ids}
+
+    def proof(self, index: int, size: int) -> InclusionProof:
+        return merkle.build_inclusion_proof(index, size, self.nodes)
+
+    def message(
+        self, start: int, end: int, size: int, *, prove: bool = True
+    ) -> ledger_service_pb2.FollowResponse:
+        """Leaves [start, end) with the checkpoint of ``size`` and the last leaf's proof."""
+        message = ledger_service_pb2.FollowResponse(
+            entries=[log_pb2.Entry(index=i, leaf=self.leaves[i]) for i in range(start, end)],
+            checkpoint=sign_checkpoint(
+                Checkpoint(FAKE_ORIGIN, size, self.root(0, size)), self.signer
+            ),
+        )
+        if prove and end > start:
+            message.last_entry_proof.CopyFrom(inclusion_to_proto(self.proof(end - 1, size)))
+        return message
+
+
+@pytest.fixture(scope="module")
+def fake_logs() -> tuple[FakeLog, FakeLog]:
+    """Two logs under one key, equal up to index 3, different from index 4 on."""
+    signer = NoteSigner(FAKE_ORIGIN, generate_private_key())
+    envelopes = [assay() for _ in range(64)]
+    return FakeLog(signer, envelopes, 64), FakeLog(signer, envelopes, 4)
+
+
+def test_follow_verifier_ties_every_message_to_its_checkpoint_from_any_start(
+    fake_logs: tuple[FakeLog, FakeLog],
+) -> None:
+    log, _ = fake_logs
+    verifier = FollowVerifier(log.signer.verifier_key(), 3)
+    steps = [
+        verifier.accept(log.message(3, 6, 6)),
+        verifier.accept(log.message(6, 6, 8)),  # a checkpoint alone
+        verifier.accept(log.message(6, 9, 12)),  # a catch-up in two messages under one
+        verifier.accept(log.message(9, 12, 12)),
+    ]
+    assert [e.index for step in steps for e in step.entries] == list(range(3, 12))
+    assert [step.new_size for step in steps] == [True, True, True, False]
+    for step in (steps[0], steps[2], steps[3]):
+        last = step.entries[-1]
+        assert last.inclusion is not None
+        assert last.inclusion.index == last.index
+        assert last.checkpoint is step.checkpoint
+
+
+@pytest.mark.parametrize(
+    ("lie", "expected"),
+    [
+        ("chain broken between messages", LogIntegrityError),
+        ("a gap between messages", LogIntegrityError),
+        ("checkpoint goes back", ConsistencyProofError),
+        ("checkpoint goes back, no leaves", ConsistencyProofError),
+        ("two roots for one size", ConsistencyProofError),
+        ("no proof", InclusionProofError),
+        ("leaves beyond the checkpoint", InclusionProofError),
+        ("proof of another leaf", InclusionProofError),
+    ],
+)
+def test_follow_verifier_refuses(
+    fake_logs: tuple[FakeLog, FakeLog], lie: str, expected: type[VerificationError]
+) -> None:
+    log, fork = fake_logs
+    verifier = FollowVerifier(log.signer.verifier_key(), 2)
+    verifier.accept(log.message(2, 6, 6))
+    bad: dict[str, Callable[[], ledger_service_pb2.FollowResponse]] = {
+        # The fork's leaves 6.. are proven in the fork's tree but do not continue leaf 5.
+        "chain broken between messages": lambda: fork.message(6, 10, 10),
+        "a gap between messages": lambda: log.message(7, 10, 10),
+        "checkpoint goes back": lambda: log.message(6, 7, 5, prove=False),
+        "checkpoint goes back, no leaves": lambda: log.message(6, 6, 5),
+        "two roots for one size": lambda: fork.message(6, 6, 6),
+        "no proof": lambda: log.message(6, 10, 10, prove=False),
+        "leaves beyond the checkpoint": lambda: proven_by(
+            log.message(6, 10, 8, prove=False), log.proof(7, 8)
+        ),
+        "proof of another leaf": lambda: proven_by(log.message(6, 10, 10), log.proof(8, 10)),
+    }
+    with pytest.raises(expected):
+        verifier.accept(bad[lie]())
+
+
+def proven_by(
+    message: ledger_service_pb2.FollowResponse, proof: InclusionProof
+) -> ledger_service_pb2.FollowResponse:
+    message.last_entry_proof.CopyFrom(inclusion_to_proto(proof))
+    return message
+
+
+def held_items(obj: object) -> int:
+    """Items in the containers an object holds in its attributes, one level down too."""
+    total = 0
+    for value in vars(obj).values():
+        if isinstance(value, list | tuple | dict | set | frozenset) or type(value).__name__ == (
+            "deque"
+        ):
+            total += len(value)
+        elif hasattr(value, "__dict__") and type(value).__module__.startswith("clients."):
+            total += held_items(value)
+    return total
+
+
+def test_follow_verifier_state_does_not_grow_with_empty_messages(
+    fake_logs: tuple[FakeLog, FakeLog],
+) -> None:
+    log, _ = fake_logs
+    verifier = FollowVerifier(log.signer.verifier_key(), 0)
+    for size in range(1, 9):
+        verifier.accept(log.message(0, 0, size))
+    early = held_items(verifier)
+    for size in range(9, 65):
+        verifier.accept(log.message(0, 0, size))
+    assert held_items(verifier) == early
+    step = verifier.accept(log.message(0, 64, 64))  # and the leaves still follow
+    assert [e.index for e in step.entries] == list(range(64))
 
 
 def test_submit_many_stops_cleanly_when_the_caller_stops(node: Node) -> None:
@@ -677,6 +923,11 @@ def test_async_client(node: Node, tmp_path: Path) -> None:
             again = await client.submit(envelope)
             assert again.receipt.duplicate
             assert again.receipt.index == verified.receipt.index
+            big, keys = big_assay(), [partner_signer(BOTHNIA).public_key]
+            big_first = await client.submit(big, keys)
+            big_again = await client.submit(big, keys)  # rebuilt from GetEntry and a proof
+            assert big_again.receipt.duplicate
+            assert big_again.receipt.leaf == big_first.receipt.leaf
             with pytest.raises(AdmissionRuleError) as refused:
                 await client.submit(assay(lot_id="NO-SUCH-LOT"))
             assert refused.value.rule is Rule.UNKNOWN_LOT

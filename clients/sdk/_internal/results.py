@@ -1,4 +1,6 @@
-"""What the SDK hands back: everything in here has been verified before it is returned."""
+"""What the SDK hands back. Receipts, entries, proofs and bundles in here were verified
+before they were returned (``LogEntry`` from ``entries``: provisional until the range
+ends); ``TraceResult.composition`` is the node's unverified figure."""
 
 from __future__ import annotations
 
@@ -49,7 +51,8 @@ class SubmitOutcome:
 @dataclass(frozen=True)
 class LogEntry:
     """A leaf that decoded, names its index, carries valid signatures, and is tied to
-    ``checkpoint`` (by ``inclusion``, or by the hash chain and Merkle root of a stream)."""
+    ``checkpoint``: by ``inclusion`` (``entry``; the last leaf of a ``follow`` message),
+    or by the hash chain to a leaf so proven or to the Merkle root of a whole range."""
 
     index: int
     leaf: Leaf

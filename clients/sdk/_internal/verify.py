@@ -297,6 +297,11 @@ class FollowVerifier:
     newest checkpoint. Whether successive checkpoints are one log is not provable
     from the stream; ``ClientCore.follow_message`` checks each new size against the
     client's saved state (a consistency proof) when it has a state directory.
+
+    There is no running Merkle root from index 0 besides: it could only be checked
+    when a message ends exactly at a checkpoint's size, which a node chooses, and
+    the proof above already binds every leaf handed on. A whole-tree audit is
+    ``entries(0)`` (``RangeVerifier``).
     """
 
     def __init__(self, log_key: VerifierKey, start_index: int) -> None:
