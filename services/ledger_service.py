@@ -83,7 +83,7 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
 
     # --- appends ---------------------------------------------------------------------
 
-    async def _submission(
+    async def submission(
         self,
         caller: Caller,
         has_envelope: bool,
@@ -113,7 +113,7 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
     async def _append(
         self, caller: Caller, has_envelope: bool, message: envelope_pb2.Envelope, keys: Any
     ) -> Receipt:
-        submission = await self._submission(caller, has_envelope, message, keys)
+        submission = await self.submission(caller, has_envelope, message, keys)
         return await self.committer.submit(submission)
 
     @unary("Append")
@@ -144,57 +144,16 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
         """
         caller = await self.guard.caller(context)
         structlog.contextvars.bind_contextvars(partner=caller.partner_id)
-        window = asyncio.Semaphore(self.limits.max_in_flight)
-        answers: asyncio.Queue[ledger_service_pb2.AppendStreamResponse | None] = asyncio.Queue()
-        in_flight: set[asyncio.Future[Receipt]] = set()
-
-        def settle(sequence: int, future: asyncio.Future[Receipt]) -> None:
-            in_flight.discard(future)
-            answers.put_nowait(_stream_response(sequence, future))
-
-        async def read() -> None:
-            requests = aiter(request_iterator)
-            try:
-                while True:
-                    # Room first: an entry holds its place until its answer is sent, so
-                    # a client that does not read its answers stops being read.
-                    await window.acquire()
-                    if self.watcher.stopped:  # shutting down: answer what was read, no more
-                        cut_short.set()
-                        break
-                    try:
-                        request = await anext(requests)
-                    except StopAsyncIteration:
-                        window.release()
-                        break
-                    try:
-                        submission = await self._submission(
-                            caller,
-                            request.HasField("envelope"),
-                            request.envelope,
-                            request.public_keys,
-                        )
-                        future = await self.committer.enqueue(submission)
-                    except CustodyError as exc:
-                        answers.put_nowait(_refusal_response(request.sequence, exc))
-                        continue
-                    in_flight.add(future)
-                    future.add_done_callback(functools.partial(settle, request.sequence))
-                if in_flight:
-                    await asyncio.wait(set(in_flight))
-            finally:
-                answers.put_nowait(None)
-
-        cut_short = asyncio.Event()
-        reader = asyncio.get_running_loop().create_task(read())
+        stream = _AppendStream(self, caller)
+        reader = asyncio.get_running_loop().create_task(stream.read(request_iterator))
         counts = {"receipt": 0, "refusal": 0}
         try:
-            while (response := await answers.get()) is not None:
+            while (response := await stream.answers.get()) is not None:
                 counts[response.WhichOneof("outcome") or "refusal"] += 1
                 yield response
-                window.release()
+                stream.window.release()  # only now: an answer not yet sent holds its place
             await reader  # a failed read surfaces here
-            if cut_short.is_set():
+            if stream.cut_short:
                 raise UnavailableError(
                     "the node is shutting down: every entry it read was answered; "
                     "send the rest again to another node or later"
@@ -202,7 +161,7 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
         finally:
             log.info("stream closed", appended=counts["receipt"], refused=counts["refusal"])
             reader.cancel()
-            for future in list(in_flight):
+            for future in list(stream.in_flight):
                 future.cancel()  # not yet batched: the caller is gone, so not appended
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
@@ -325,6 +284,61 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
                     last_entry_proof=inclusion_to_proto(proof),
                 )
             next_index = latest.tree_size
+
+
+class _AppendStream:
+    """One AppendStream's reading side: its window, its entries in flight, its answers."""
+
+    def __init__(self, service: LedgerServicer, caller: Caller) -> None:
+        self.service = service
+        self.caller = caller
+        self.window = asyncio.Semaphore(service.limits.max_in_flight)
+        self.answers: asyncio.Queue[ledger_service_pb2.AppendStreamResponse | None] = (
+            asyncio.Queue()
+        )
+        self.in_flight: set[asyncio.Future[Receipt]] = set()
+        self.cut_short = False
+
+    def _settle(self, sequence: int, future: asyncio.Future[Receipt]) -> None:
+        self.in_flight.discard(future)
+        self.answers.put_nowait(_stream_response(sequence, future))
+
+    async def read(
+        self, request_iterator: AsyncIterator[ledger_service_pb2.AppendStreamRequest]
+    ) -> None:
+        """Queue each entry read for the sequencer; ``None`` on ``answers`` once all
+        entries read are answered."""
+        requests = aiter(request_iterator)
+        try:
+            while True:
+                # Room first: an entry holds its place until its answer is sent, so a
+                # client that does not read its answers stops being read.
+                await self.window.acquire()
+                if self.service.watcher.stopped:  # shutting down: answer what was read
+                    self.cut_short = True
+                    break
+                try:
+                    request = await anext(requests)
+                except StopAsyncIteration:
+                    self.window.release()
+                    break
+                try:
+                    submission = await self.service.submission(
+                        self.caller,
+                        request.HasField("envelope"),
+                        request.envelope,
+                        request.public_keys,
+                    )
+                    future = await self.service.committer.enqueue(submission)
+                except CustodyError as exc:
+                    self.answers.put_nowait(_refusal_response(request.sequence, exc))
+                    continue
+                self.in_flight.add(future)
+                future.add_done_callback(functools.partial(self._settle, request.sequence))
+            if self.in_flight:
+                await asyncio.wait(set(self.in_flight))
+        finally:
+            self.answers.put_nowait(None)
 
 
 def _refusal_response(
