@@ -120,11 +120,15 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
     async def Append(  # noqa: N802 (gRPC method name)
         self, request: ledger_service_pb2.AppendRequest, context: Context
     ) -> ledger_service_pb2.AppendResponse:
-        caller = await self.guard.caller(context)
-        structlog.contextvars.bind_contextvars(partner=caller.partner_id)
-        receipt = await self._append(
-            caller, request.HasField("envelope"), request.envelope, request.public_keys
-        )
+        try:
+            caller = await self.guard.caller(context)
+            structlog.contextvars.bind_contextvars(partner=caller.partner_id)
+            receipt = await self._append(
+                caller, request.HasField("envelope"), request.envelope, request.public_keys
+            )
+        except CustodyError as exc:
+            self.metrics.refused.labels(exc.reason).inc()  # at any stage, counted once
+            raise
         log.info("already logged" if receipt.duplicate else "appended", index=receipt.index)
         if receipt.duplicate:
             await context.abort_with_status(already_logged_status(receipt))
@@ -301,7 +305,7 @@ class _AppendStream:
 
     def _settle(self, sequence: int, future: asyncio.Future[Receipt]) -> None:
         self.in_flight.discard(future)
-        self.answers.put_nowait(_stream_response(sequence, future))
+        self.answers.put_nowait(_stream_response(sequence, future, self.service.metrics))
 
     async def read(
         self, request_iterator: AsyncIterator[ledger_service_pb2.AppendStreamRequest]
@@ -331,7 +335,9 @@ class _AppendStream:
                     )
                     future = await self.service.committer.enqueue(submission)
                 except CustodyError as exc:
-                    self.answers.put_nowait(_refusal_response(request.sequence, exc))
+                    self.answers.put_nowait(
+                        _refusal_response(request.sequence, exc, self.service.metrics)
+                    )
                     continue
                 self.in_flight.add(future)
                 future.add_done_callback(functools.partial(self._settle, request.sequence))
@@ -342,8 +348,9 @@ class _AppendStream:
 
 
 def _refusal_response(
-    sequence: int, error: CustodyError
+    sequence: int, error: CustodyError, metrics: NodeMetrics
 ) -> ledger_service_pb2.AppendStreamResponse:
+    metrics.refused.labels(error.reason).inc()
     if status_code_for(error) is grpc.StatusCode.INTERNAL:
         log.error("append failed", sequence=sequence, reason=error.reason, error=str(error))
     else:
@@ -352,18 +359,18 @@ def _refusal_response(
 
 
 def _stream_response(
-    sequence: int, future: asyncio.Future[Receipt]
+    sequence: int, future: asyncio.Future[Receipt], metrics: NodeMetrics
 ) -> ledger_service_pb2.AppendStreamResponse:
     """The answer to one streamed entry once its future has settled."""
     if future.cancelled():
-        return _refusal_response(sequence, UnavailableError("the entry was not sequenced"))
+        return _refusal_response(sequence, UnavailableError("the entry was not sequenced"), metrics)
     error = future.exception()
     if isinstance(error, CustodyError):
-        return _refusal_response(sequence, error)
+        return _refusal_response(sequence, error, metrics)
     if error is not None:  # the node's own fault: logged, answered without internals
         log.error("append failed", sequence=sequence, exc_info=error)
         internal = InternalError("internal error; the node logged the details")
-        return _refusal_response(sequence, internal)
+        return _refusal_response(sequence, internal, metrics)
     receipt = future.result()
     if receipt.duplicate:
         return ledger_service_pb2.AppendStreamResponse(

@@ -91,11 +91,13 @@ class NodeMetrics:
         )
 
     def record_batch(self, outcomes: Sequence[AppendOutcome], tree_size: int) -> None:
+        """Batch size, appended and duplicate entries; refusals are counted where the
+        service answers them (``refused``), so those refused before a batch count too."""
         self.batch_size.observe(len(outcomes))
         for outcome in outcomes:
             if isinstance(outcome, CustodyError):
-                self.refused.labels(outcome.reason).inc()
-            elif outcome.duplicate:
+                continue
+            if outcome.duplicate:
                 self.duplicates.inc()
             else:
                 self.appended.inc()

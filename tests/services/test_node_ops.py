@@ -346,6 +346,12 @@ def test_the_prometheus_endpoint(pki: Pki, tmp_path: Path) -> None:
             Code.PERMISSION_DENIED,
             "NOT_A_PARTNER",
         )
+        # Refused before any batch: counted all the same.
+        refused(
+            lambda: connections(STRANGER).ledger.Append(append_request(envelope, [LUALABA])),
+            Code.PERMISSION_DENIED,
+            "NOT_A_PARTNER",
+        )
         list(
             connections(BALTIC).ledger.GetEntries(
                 ledger_service_pb2.GetEntriesRequest(start=0, end=3)
@@ -357,6 +363,7 @@ def test_the_prometheus_endpoint(pki: Pki, tmp_path: Path) -> None:
     assert metrics[("custody_entries_appended_total", ())] == 1
     assert metrics[("custody_entries_duplicate_total", ())] == 1
     assert metrics[("custody_entries_refused_total", (("reason", "LOT_NOT_HELD"),))] == 2
+    assert metrics[("custody_entries_refused_total", (("reason", "NOT_A_PARTNER"),))] == 1
     requests = "custody_rpc_requests_total"
     assert metrics[(requests, (("code", "OK"), ("method", "Append")))] == 1
     assert metrics[(requests, (("code", "ALREADY_EXISTS"), ("method", "Append")))] == 1
@@ -364,8 +371,8 @@ def test_the_prometheus_endpoint(pki: Pki, tmp_path: Path) -> None:
     assert metrics[(requests, (("code", "PERMISSION_DENIED"), ("method", "GetCheckpoint")))] == 1
     assert metrics[(requests, (("code", "OK"), ("method", "GetEntries")))] == 1
     latency = "custody_rpc_latency_seconds"
-    assert metrics[(latency + "_count", (("method", "Append"),))] == 4
-    assert metrics[(latency + "_bucket", (("le", "+Inf"), ("method", "Append")))] == 4
+    assert metrics[(latency + "_count", (("method", "Append"),))] == 5
+    assert metrics[(latency + "_bucket", (("le", "+Inf"), ("method", "Append")))] == 5
     assert metrics[(latency + "_count", (("method", "GetCheckpoint"),))] == 1
     assert metrics[("custody_batch_entries_count", ())] == 4
     assert metrics[("custody_open_streams", (("method", "GetEntries"),))] == 0
