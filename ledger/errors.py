@@ -270,6 +270,12 @@ class InternalError(CustodyError):
     reason = "INTERNAL"
 
 
+class TooManyStreamsError(CustodyError):
+    """A partner has as many long-lived streams open as the node allows it."""
+
+    reason = "TOO_MANY_STREAMS"
+
+
 class BundleTooLargeError(CustodyError):
     """A provenance bundle larger than the node sends in one message."""
 

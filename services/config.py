@@ -53,6 +53,8 @@ class LimitsSection:
     """Largest request or response message (payloads are capped at 1 MiB)."""
     max_concurrent_rpcs: int = 2_000
     """Further calls are refused RESOURCE_EXHAUSTED (0: unbounded)."""
+    max_streams_per_partner: int = 64
+    """AppendStream and Follow streams one partner may hold open at once."""
     max_in_flight_per_stream: int = 2_000
     """Entries of one AppendStream awaiting their outcome before the node stops reading."""
     max_batch: int = 1_000
@@ -120,7 +122,13 @@ class NodeConfig:
             raise ConfigurationError("[logging] format must be json or console")
         if self.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigurationError("[logging] level must be debug, info, warning or error")
-        for name in ("max_message_bytes", "max_in_flight_per_stream", "max_batch", "max_pending"):
+        for name in (
+            "max_message_bytes",
+            "max_in_flight_per_stream",
+            "max_streams_per_partner",
+            "max_batch",
+            "max_pending",
+        ):
             if getattr(self.limits, name) < 1:
                 raise ConfigurationError(f"[limits] {name} must be positive")
         if self.sequencer.verify_threads < 1:

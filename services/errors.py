@@ -32,6 +32,7 @@ from ledger.errors import (
     Rule,
     StateMismatchError,
     StorageError,
+    TooManyStreamsError,
     UnauthenticatedError,
     UnavailableError,
     VerificationError,
@@ -86,7 +87,7 @@ def status_code_for(error: CustodyError) -> grpc.StatusCode:  # noqa: PLR0911 (o
         return grpc.StatusCode.OUT_OF_RANGE
     if isinstance(error, UnavailableError):
         return grpc.StatusCode.UNAVAILABLE
-    if isinstance(error, BundleTooLargeError):
+    if isinstance(error, BundleTooLargeError | TooManyStreamsError):
         return grpc.StatusCode.RESOURCE_EXHAUSTED
     if isinstance(error, StorageError):
         return grpc.StatusCode.UNAVAILABLE  # the database failed; the request may be retried

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from ledger.errors import (
     MalformedKeyError,
     NotFoundError,
     OutOfRangeError,
+    TooManyStreamsError,
     UnavailableError,
 )
 from ledger.group_commit import GroupCommitter
@@ -51,6 +53,7 @@ log = structlog.get_logger("custody.node")
 
 _CHUNK_ENTRIES = 256
 _CHUNK_BYTES = 1 << 20  # well under the 4 MiB a gRPC client receives by default
+_MESSAGE_OVERHEAD = 8 << 10  # room for a Follow message's checkpoint and proof
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,13 @@ class StreamLimits:
 
     max_in_flight: int = 2_000
     follow_idle_seconds: float = 15.0
+    max_streams_per_partner: int = 64
+    max_message_bytes: int = 4 << 20
+
+    @property
+    def chunk_bytes(self) -> int:
+        """Leaf bytes per GetEntries/Follow message: within what the node may send."""
+        return max(1, min(_CHUNK_BYTES, self.max_message_bytes - _MESSAGE_OVERHEAD))
 
 
 class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
@@ -80,6 +90,24 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
         self.watcher = watcher
         self.metrics = metrics
         self.limits = limits
+        self._open_streams: collections.Counter[str] = collections.Counter()
+
+    @contextlib.contextmanager
+    def _stream_slot(self, caller: Caller) -> Iterator[None]:
+        """One of the caller's long-lived streams; one partner cannot hold them all."""
+        partner = caller.partner_id
+        if self._open_streams[partner] >= self.limits.max_streams_per_partner:
+            raise TooManyStreamsError(
+                f"{partner!r} already has {self._open_streams[partner]} streams open "
+                f"(the limit is {self.limits.max_streams_per_partner})"
+            )
+        self._open_streams[partner] += 1
+        try:
+            yield
+        finally:
+            self._open_streams[partner] -= 1
+            if not self._open_streams[partner]:
+                del self._open_streams[partner]
 
     # --- appends ---------------------------------------------------------------------
 
@@ -148,6 +176,15 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
         """
         caller = await self.guard.caller(context)
         structlog.contextvars.bind_contextvars(partner=caller.partner_id)
+        with self._stream_slot(caller):
+            async for response in self._append_stream(caller, request_iterator):
+                yield response
+
+    async def _append_stream(
+        self,
+        caller: Caller,
+        request_iterator: AsyncIterator[ledger_service_pb2.AppendStreamRequest],
+    ) -> AsyncIterator[ledger_service_pb2.AppendStreamResponse]:
         stream = _AppendStream(self, caller)
         reader = asyncio.get_running_loop().create_task(stream.read(request_iterator))
         counts = {"receipt": 0, "refusal": 0}
@@ -233,7 +270,7 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
             message: list[log_pb2.Entry] = []
             size = 0
             for row in rows:
-                if message and size + len(row.leaf_bytes) > _CHUNK_BYTES:
+                if message and size + len(row.leaf_bytes) > self.limits.chunk_bytes:
                     yield message
                     message, size = [], 0
                 message.append(_entry(row))
@@ -269,8 +306,14 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
     ) -> AsyncIterator[ledger_service_pb2.FollowResponse]:
         """Everything from ``start_index``, then each new batch as it commits; each message
         proves its last entry in its checkpoint, so a follower trusts no entry unchecked."""
-        await self.guard.caller(context)
-        next_index = request.start_index
+        with self._stream_slot(await self.guard.caller(context)):
+            async for response in self._follow(request.start_index, context):
+                yield response
+
+    async def _follow(
+        self, start_index: int, context: Context
+    ) -> AsyncIterator[ledger_service_pb2.FollowResponse]:
+        next_index = start_index
         while not context.cancelled():
             latest = self.watcher.latest
             if latest is None or latest.tree_size <= next_index:

@@ -227,6 +227,8 @@ async def start_node(config: NodeConfig) -> RunningNode:
         limits=StreamLimits(
             max_in_flight=config.limits.max_in_flight_per_stream,
             follow_idle_seconds=config.limits.follow_idle_seconds,
+            max_streams_per_partner=config.limits.max_streams_per_partner,
+            max_message_bytes=config.limits.max_message_bytes,
         ),
     )
     health_servicer = _add_services(server, ledger_servicer, guard, config.limits.max_message_bytes)

@@ -13,6 +13,7 @@ from google.rpc import error_details_pb2
 
 from clients.sample.consortium import FINAL_LOT_ID, LOT_LCC_HYDROXIDE, LUALABA
 from custody.v1 import (
+    ledger_service_pb2,
     ledger_service_pb2_grpc,
     provenance_service_pb2,
 )
@@ -35,6 +36,7 @@ from tests.services.rpc_support import (
 )
 
 WINDOW = 8
+STREAMS = 2
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,13 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Ledger:
 
 @pytest.fixture(scope="module")
 def node(ledger: Ledger, pki: Pki) -> Iterator[NodeThread]:
-    config = node_config(ledger, pki, max_in_flight_per_stream=WINDOW, max_message_bytes=20_000)
+    config = node_config(
+        ledger,
+        pki,
+        max_in_flight_per_stream=WINDOW,
+        max_message_bytes=20_000,
+        max_streams_per_partner=STREAMS,
+    )
     with running_node(config) as thread:
         yield thread
 
@@ -114,6 +122,39 @@ def test_a_client_that_stops_reading_its_answers_stops_being_read(
     appended = asyncio.run(run())
     assert appended >= WINDOW  # it did work...
     assert appended < offered // 2  # ...but stopped long before the client did
+
+
+def test_one_partner_cannot_hold_every_stream(node: NodeThread, connect: Connections) -> None:
+    """Idle Follow streams count against ``max_concurrent_rpcs`` like any call: without a
+    per-partner bound, one partner could open them all and lock everyone else out."""
+    follows = [
+        connect("baltic-cells").ledger.Follow(ledger_service_pb2.FollowRequest(start_index=0))
+        for _ in range(STREAMS)
+    ]
+    try:
+        for follow in follows:
+            next(follow)  # open and answering
+        refused(
+            lambda: next(
+                connect("baltic-cells").ledger.Follow(
+                    ledger_service_pb2.FollowRequest(start_index=0)
+                )
+            ),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "TOO_MANY_STREAMS",
+        )
+        other = connect("meridian-metals").ledger.Follow(
+            ledger_service_pb2.FollowRequest(start_index=0)
+        )
+        assert next(other).entries  # another partner is not affected
+        other.cancel()
+    finally:
+        for follow in follows:
+            follow.cancel()
+    # Closed streams give their places back.
+    again = connect("baltic-cells").ledger.Follow(ledger_service_pb2.FollowRequest(start_index=0))
+    assert next(again).entries
+    again.cancel()
 
 
 def test_a_bundle_larger_than_a_message_is_refused_plainly(connect: Connections) -> None:
