@@ -187,6 +187,9 @@ class ProvenanceBundle:
 
     @classmethod
     def from_proto(cls, message: bundle_pb2.ProvenanceBundle) -> ProvenanceBundle:
+        if has_unknown_fields(message):
+            # Proven bytes must mean the same to every reader: nothing this version skips.
+            raise MalformedBundleError("bundle carries fields unknown to custody.v1")
         if message.version != BUNDLE_VERSION:
             raise MalformedBundleError(f"bundle version {message.version} is not {BUNDLE_VERSION}")
         return cls(
@@ -214,9 +217,6 @@ class ProvenanceBundle:
             message.ParseFromString(data)
         except DecodeError as exc:
             raise MalformedBundleError(f"bundle is not a valid protobuf message: {exc}") from exc
-        if has_unknown_fields(message):
-            # Proven bytes must mean the same to every reader: nothing this version skips.
-            raise MalformedBundleError("bundle carries fields unknown to custody.v1")
         return cls.from_proto(message)
 
     # --- JSON ----------------------------------------------------------------------------------

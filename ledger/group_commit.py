@@ -12,6 +12,7 @@ The batch size grows with load and each caller waits for about two commits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final
@@ -47,6 +48,9 @@ class GroupCommitter:
         self._queue: asyncio.Queue[_Item | object] = asyncio.Queue(maxsize=max_pending)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._closed: asyncio.Task[None] | None = None
+        self._dead = False  # the loop has ended: nothing queued from now on is sequenced
+        self._admitting: list[_Item] = []
         # Threads of its own: reads elsewhere in the process (bundles, registry
         # queries) must not queue ahead of the sequencer in the default executor.
         self._threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="group-commit")
@@ -58,10 +62,12 @@ class GroupCommitter:
     async def enqueue(self, submission: Submission) -> asyncio.Future[Receipt]:
         """Queue an entry (waiting while the queue is full); its future resolves to the
         receipt once the entry is durably logged, or to its refusal."""
-        if self._closing or self._task is None or self._task.done():
+        if self._closing or self._dead or self._task is None or self._task.done():
             raise UnavailableError("the sequencer is not accepting entries")
         future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
         await self._queue.put((submission, future))
+        if self._dead and not future.done():  # the loop ended while we waited for room
+            future.set_exception(UnavailableError("the sequencer stopped"))
         return future
 
     async def submit(self, submission: Submission) -> Receipt:
@@ -69,16 +75,22 @@ class GroupCommitter:
         return await (await self.enqueue(submission))
 
     async def close(self) -> None:
-        """Stop taking entries, finish everything already queued, then return."""
-        if self._closing:
-            return
-        self._closing = True
+        """Stop taking entries, finish everything already queued, then return. Every
+        caller awaits the same closing, however many call it."""
+        if self._closed is None:
+            self._closing = True
+            self._closed = asyncio.get_running_loop().create_task(self._close())
+        await asyncio.shield(self._closed)
+
+    async def _close(self) -> None:
         try:
             if self._task is not None and not self._task.done():
                 await self._queue.put(_STOP)
                 await self._task
         finally:
-            self._threads.shutdown(wait=True)
+            # Never a blocking wait on the event loop: a batch stuck in the database
+            # keeps its thread, the loop goes on.
+            self._threads.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self) -> None:
         sequencing: asyncio.Task[None] | None = None
@@ -99,13 +111,19 @@ class GroupCommitter:
                 if stop_after:
                     return
         finally:
+            self._dead = True
             if sequencing is not None:
-                await sequencing
-            # Whatever is still queued will not be sequenced: its callers must hear so.
+                # Shielded from our own cancellation: a batch being committed finishes and
+                # answers its callers (its thread could not be stopped anyway).
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(sequencing)
+            # Whatever is admitted or queued will not be sequenced: its callers must hear so.
+            stopped = UnavailableError("the sequencer stopped; the entry was not sequenced")
+            _fail(self._admitting, stopped)
             while not self._queue.empty():
                 item = self._queue.get_nowait()
                 if item is not _STOP:
-                    _fail([item], UnavailableError("the sequencer stopped"))  # type: ignore[list-item]
+                    _fail([item], stopped)  # type: ignore[list-item]
 
     async def _pipeline(
         self, batch: list[_Item], previous: asyncio.Task[None] | None
@@ -117,15 +135,18 @@ class GroupCommitter:
         batch = [item for item in batch if not item[1].cancelled()]
         if not batch:
             return previous
+        self._admitting = batch
         try:
             admitted = await asyncio.get_running_loop().run_in_executor(
                 self._threads, self._sequencer.admit_batch, [submission for submission, _ in batch]
             )
         except Exception as exc:  # a failed batch fails its callers, never the loop
             _fail(batch, exc)
+            self._admitting = []
             return previous
         if previous is not None:
-            await previous
+            await asyncio.shield(previous)  # cancelling the loop must not cut a commit short
+        self._admitting = []
         return asyncio.get_running_loop().create_task(self._sequence(batch, admitted))
 
     async def _sequence(self, batch: list[_Item], admitted: AdmittedBatch) -> None:

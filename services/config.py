@@ -21,6 +21,7 @@ from typing import Any, get_type_hints
 from ledger.errors import ConfigurationError
 
 ENV_PREFIX = "CUSTODY_"
+MIN_MESSAGE_BYTES = 32 << 10
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,12 @@ class NodeConfig:
             raise ConfigurationError("[logging] format must be json or console")
         if self.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigurationError("[logging] level must be debug, info, warning or error")
+        if self.limits.max_message_bytes < MIN_MESSAGE_BYTES:
+            raise ConfigurationError(
+                f"[limits] max_message_bytes must be at least {MIN_MESSAGE_BYTES} "
+                "(entries come back in receipts and Follow messages with a checkpoint and proof)"
+            )
         for name in (
-            "max_message_bytes",
             "max_in_flight_per_stream",
             "max_streams_per_partner",
             "max_batch",

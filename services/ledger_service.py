@@ -18,6 +18,7 @@ from ledger.admission import Submission
 from ledger.dsse import MAX_SIGNATURES
 from ledger.errors import (
     CustodyError,
+    EntryTooLargeError,
     InternalError,
     InvalidRangeError,
     MalformedEnvelopeError,
@@ -54,6 +55,9 @@ log = structlog.get_logger("custody.node")
 _CHUNK_ENTRIES = 256
 _CHUNK_BYTES = 1 << 20  # well under the 4 MiB a gRPC client receives by default
 _MESSAGE_OVERHEAD = 8 << 10  # room for a Follow message's checkpoint and proof
+# Room around an entry in the messages that carry it back: leaf framing, subject links,
+# signer keys, a checkpoint and an audit path.
+_ENTRY_MESSAGE_ROOM = 16 << 10
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,12 @@ class StreamLimits:
     follow_idle_seconds: float = 15.0
     max_streams_per_partner: int = 64
     max_message_bytes: int = 4 << 20
+
+    @property
+    def max_entry_bytes(self) -> int:
+        """Largest envelope (with its keys) taken: its leaf, with a checkpoint and a proof
+        around it, must still fit in a message the node may send (receipts, Follow)."""
+        return self.max_message_bytes - _ENTRY_MESSAGE_ROOM
 
     @property
     def chunk_bytes(self) -> int:
@@ -125,6 +135,12 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
         """
         if not has_envelope:
             raise MalformedEnvelopeError("the request carries no envelope")
+        size = message.ByteSize() + sum(len(key) for key in public_keys)
+        if size > self.limits.max_entry_bytes:
+            raise EntryTooLargeError(
+                f"the entry is {size:,} bytes; this node takes at most "
+                f"{self.limits.max_entry_bytes:,} so that its receipt fits in a message"
+            )
         envelope = envelope_from_proto(message)
         if len(public_keys) > MAX_SIGNATURES:
             raise MalformedKeyError(f"more than {MAX_SIGNATURES} public keys")
@@ -201,9 +217,12 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
                 )
         finally:
             log.info("stream closed", appended=counts["receipt"], refused=counts["refusal"])
+            stream.closed = True
             reader.cancel()
             for future in list(stream.in_flight):
-                future.cancel()  # not yet batched: the caller is gone, so not appended
+                # Entries not yet in a batch are then not appended; one already being
+                # committed still is, and its receipt can be had by resubmitting.
+                future.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
 
@@ -318,7 +337,10 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
             latest = self.watcher.latest
             if latest is None or latest.tree_size <= next_index:
                 if self.watcher.stopped:
-                    return
+                    # Said, not a quiet end: a mirror must know to follow again elsewhere.
+                    raise UnavailableError(
+                        f"the node is shutting down; follow again from index {next_index}"
+                    )
                 await self.watcher.wait_beyond(next_index, self.limits.follow_idle_seconds)
                 continue
             async for chunk in self._chunks(next_index, latest.tree_size):
@@ -345,10 +367,36 @@ class _AppendStream:
         )
         self.in_flight: set[asyncio.Future[Receipt]] = set()
         self.cut_short = False
+        self.closed = False  # the stream is over: outcomes from now on are nobody's answer
 
     def _settle(self, sequence: int, future: asyncio.Future[Receipt]) -> None:
         self.in_flight.discard(future)
-        self.answers.put_nowait(_stream_response(sequence, future, self.service.metrics))
+        if not self.closed:
+            self.answers.put_nowait(_stream_response(sequence, future, self.service.metrics))
+
+    async def _next_request(
+        self, requests: AsyncIterator[ledger_service_pb2.AppendStreamRequest]
+    ) -> ledger_service_pb2.AppendStreamRequest | None:
+        """The next entry, or None when the client is done or the node begins to stop
+        (an idle stream must not hold the node's shutdown for its whole grace period)."""
+        stopping = self.service.watcher.stopping
+        if stopping.is_set():
+            self.cut_short = True
+            return None
+        reading = asyncio.ensure_future(anext(requests))
+        stopped = asyncio.ensure_future(stopping.wait())
+        try:
+            await asyncio.wait({reading, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not reading.done():
+            reading.cancel()
+            self.cut_short = True
+            return None
+        try:
+            return reading.result()
+        except StopAsyncIteration:
+            return None
 
     async def read(
         self, request_iterator: AsyncIterator[ledger_service_pb2.AppendStreamRequest]
@@ -361,12 +409,8 @@ class _AppendStream:
                 # Room first: an entry holds its place until its answer is sent, so a
                 # client that does not read its answers stops being read.
                 await self.window.acquire()
-                if self.service.watcher.stopped:  # shutting down: answer what was read
-                    self.cut_short = True
-                    break
-                try:
-                    request = await anext(requests)
-                except StopAsyncIteration:
+                request = await self._next_request(requests)
+                if request is None:  # the client is done, or the node is stopping
                     self.window.release()
                     break
                 try:
@@ -395,7 +439,7 @@ def _refusal_response(
 ) -> ledger_service_pb2.AppendStreamResponse:
     metrics.refused.labels(error.reason).inc()
     if status_code_for(error) is grpc.StatusCode.INTERNAL:
-        log.error("append failed", sequence=sequence, reason=error.reason, error=str(error))
+        log.error("append failed", sequence=sequence, reason=error.reason, exc_info=error)
     else:
         log.debug("refused", sequence=sequence, reason=error.reason)
     return ledger_service_pb2.AppendStreamResponse(sequence=sequence, refusal=append_refusal(error))
@@ -410,9 +454,9 @@ def _stream_response(
     error = future.exception()
     if isinstance(error, CustodyError):
         return _refusal_response(sequence, error, metrics)
-    if error is not None:  # the node's own fault: logged, answered without internals
-        log.error("append failed", sequence=sequence, exc_info=error)
-        internal = InternalError("internal error; the node logged the details")
+    if error is not None:  # the node's own fault: logged (below), answered without internals
+        internal = InternalError(f"internal error ({type(error).__name__}); see the node's log")
+        internal.__cause__ = error  # its traceback goes to the log with the refusal
         return _refusal_response(sequence, internal, metrics)
     receipt = future.result()
     if receipt.duplicate:

@@ -28,6 +28,8 @@ class LogWatcher:
         self._grew = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
+        self.stopping = asyncio.Event()
+        """Set when the node begins to stop: streams stop taking work."""
 
     @property
     def stopped(self) -> bool:
@@ -43,6 +45,7 @@ class LogWatcher:
 
     async def stop(self) -> None:
         self._stopped = True
+        self.stopping.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import threading
 
 import pytest
 
@@ -183,3 +184,44 @@ def test_a_committer_whose_loop_died_refuses_instead_of_queueing(
         await committer.close()
 
     asyncio.run(run())
+
+
+def test_when_the_loop_dies_every_waiting_caller_is_answered(
+    sequencer: Sequencer,
+    make_submission: SubmissionFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch committing, one admitted, one queued, one waiting for room: killing the loop
+    lets the commit finish and answer, and refuses the others instead of leaving them."""
+    gate = threading.Event()
+    real = sequencer.sequence_batch
+
+    def slow(admitted: AdmittedBatch) -> list[Receipt | CustodyError]:
+        gate.wait(10)
+        return real(admitted)
+
+    monkeypatch.setattr(sequencer, "sequence_batch", slow)
+
+    async def run() -> list[object]:
+        committer = GroupCommitter(sequencer, max_batch=1, max_pending=1)
+        committer.start()
+        futures = [await committer.enqueue(make_submission())]  # A: will be committing
+        await asyncio.sleep(0.2)
+        futures.append(await committer.enqueue(make_submission()))  # B: admitted, waiting
+        await asyncio.sleep(0.2)
+        futures.append(await committer.enqueue(make_submission()))  # C: queued
+        blocked = asyncio.ensure_future(committer.enqueue(make_submission()))  # D: no room
+        await asyncio.sleep(0.1)
+        assert committer._task is not None
+        committer._task.cancel()
+        asyncio.get_running_loop().call_later(0.2, gate.set)
+        with contextlib.suppress(asyncio.CancelledError):
+            await committer._task
+        futures.append(await asyncio.wait_for(blocked, 5))
+        outcomes = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 5)
+        await committer.close()
+        return list(outcomes)
+
+    first, *rest = asyncio.run(run())
+    assert isinstance(first, Receipt)  # the batch being committed finished and answered
+    assert all(isinstance(outcome, UnavailableError) for outcome in rest), rest

@@ -4,23 +4,34 @@ long history do to it, and that none of them turns into an unbounded cost or a w
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 from google.rpc import error_details_pb2
 
-from clients.sample.consortium import FINAL_LOT_ID, LOT_LCC_HYDROXIDE, LUALABA
+from clients.sample.consortium import FINAL_LOT_ID, LOT_LCC_HYDROXIDE, LUALABA, partner_signer
 from custody.v1 import (
     ledger_service_pb2,
     ledger_service_pb2_grpc,
     provenance_service_pb2,
 )
-from ledger.errors import InternalError, LogIntegrityError, StateMismatchError
+from ledger.domain.records import EVENT_PAYLOAD_TYPE
+from ledger.dsse import sign_envelope
+from ledger.errors import (
+    ConfigurationError,
+    InternalError,
+    LogIntegrityError,
+    StateMismatchError,
+)
 from ledger.wire import ALREADY_LOGGED
 from services import errors as service_errors
 from services import provenance_service
+from services.config import load_config
 from services.errors import status_code_for
 from services.rpc import RefuseUndecodable
 from tests.services.node_support import Ledger, NodeThread, Pki, node_config, running_node
@@ -29,6 +40,7 @@ from tests.services.rpc_support import (
     append_request,
     lualaba_extraction,
     new_ledger,
+    refusal,
     refused,
     status_of,
     stream_request,
@@ -50,7 +62,7 @@ def node(ledger: Ledger, pki: Pki) -> Iterator[NodeThread]:
         ledger,
         pki,
         max_in_flight_per_stream=WINDOW,
-        max_message_bytes=20_000,
+        max_message_bytes=40_000,
         max_streams_per_partner=STREAMS,
     )
     with running_node(config) as thread:
@@ -158,7 +170,7 @@ def test_one_partner_cannot_hold_every_stream(node: NodeThread, connect: Connect
 
 
 def test_a_bundle_larger_than_a_message_is_refused_plainly(connect: Connections) -> None:
-    """The sample's bundle (~48 KB) on a node sending at most 20 KB per message: a clear
+    """The sample's bundle (~48 KB) on a node sending at most 40 KB per message: a clear
     refusal, not a transport failure after all the work."""
     refused(
         lambda: connect(LUALABA).provenance.Trace(
@@ -236,3 +248,74 @@ def test_stream_entries_are_refused_with_the_unary_codes(
     assert answer.refusal.code == unary.code().value[0]
     assert answer.refusal.reason == "IDENTITY_MISMATCH"
     assert answer.refusal.message == unary.details()
+
+
+def test_an_entry_whose_receipt_could_not_be_sent_is_refused(
+    node: NodeThread, connect: Connections
+) -> None:
+    """An entry the node could take but never send back (in its receipt, to followers)
+    would break every mirror that reaches it: refused at the door instead."""
+    huge = sign_envelope(EVENT_PAYLOAD_TYPE, bytes(30_000), [partner_signer(LUALABA)])
+    with unchanged(node):
+        refused(
+            lambda: connect(LUALABA).ledger.Append(append_request(huge, [LUALABA])),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "ENTRY_TOO_LARGE",
+        )
+
+
+def test_a_node_whose_messages_cannot_carry_an_entry_is_not_configured(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text("[limits]\nmax_message_bytes = 20000\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="at least"):
+        load_config(path, {}, insecure_dev=True)
+
+
+def test_idle_streams_end_promptly_and_say_why_when_the_node_stops(
+    pki: Pki, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A Follow waiting for news and an AppendStream waiting for its client's next entry
+    both end as soon as the node begins to stop, UNAVAILABLE with a reason, not after
+    the whole grace period and not with a quiet OK a mirror would take for the end."""
+    ledger = new_ledger(tmp_path_factory.mktemp("idle"))
+    thread = NodeThread(node_config(ledger, pki))
+    connections = Connections(thread, pki)
+    errors: dict[str, grpc.RpcError] = {}
+    idle = threading.Event()
+
+    def follow() -> None:
+        try:
+            for _ in connections("baltic-cells").ledger.Follow(
+                ledger_service_pb2.FollowRequest(start_index=0)
+            ):
+                pass
+        except grpc.RpcError as exc:
+            errors["follow"] = exc
+
+    def append_then_wait() -> Iterator[ledger_service_pb2.AppendStreamRequest]:
+        yield stream_request(0, lualaba_extraction())
+        idle.wait(30)  # the client has nothing more to send for now
+
+    def append() -> None:
+        try:
+            list(connections(LUALABA).ledger.AppendStream(append_then_wait()))
+        except grpc.RpcError as exc:
+            errors["append"] = exc
+
+    clients = [threading.Thread(target=follow), threading.Thread(target=append)]
+    for client in clients:
+        client.start()
+    try:
+        time.sleep(1.0)
+        started = time.monotonic()
+        thread.stop(grace=20)
+        stopped_in = time.monotonic() - started
+    finally:
+        idle.set()
+        for client in clients:
+            client.join(30)
+        connections.close()
+    assert stopped_in < 10  # not the 20 s grace
+    for name in ("follow", "append"):
+        assert refusal(errors[name]) == (grpc.StatusCode.UNAVAILABLE, "UNAVAILABLE"), name
+        assert "shutting down" in (errors[name].details() or ""), name
