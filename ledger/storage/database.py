@@ -10,7 +10,7 @@ linear history.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -168,3 +168,23 @@ def schema_is_current(engine: Engine) -> bool:
 
 def database_url_from_env() -> str | None:
     return os.environ.get("CUSTODY_DATABASE_URL")
+
+
+def fetch_rows(conn: Connection, sql: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
+    """Run ``sql`` (``?`` placeholders) on the transaction's own DB-API cursor.
+
+    For the few statements the sequencer runs on every batch: SQLAlchemy's statement
+    processing costs more than these indexed lookups themselves. Values come back as
+    the driver gives them (SQLite: booleans as 0/1); errors as ``StorageError``.
+    """
+    if conn.dialect.paramstyle != "qmark":
+        sql = sql.replace("?", "%s")
+    try:
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(sql, tuple(params))
+            return [tuple(row) for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise StorageError(f"database read failed: {exc}") from exc

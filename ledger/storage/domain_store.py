@@ -22,6 +22,7 @@ from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Connection,
     Engine,
@@ -72,6 +73,7 @@ from ledger.domain.state import (
     record_key,
 )
 from ledger.errors import LogIntegrityError, OutOfRangeError, StorageError
+from ledger.storage.database import fetch_rows
 from ledger.storage.domain_schema import (
     DOMAIN_TABLES,
     assays,
@@ -651,6 +653,9 @@ class _RecordTable(Generic[R]):
     is keyed by the event's log index and is reached through ``events``.
     """
 
+    _driver_sql: dict[tuple[str, int], str] = field(init=False, default_factory=dict)
+    _booleans: tuple[int, ...] = field(init=False, default=())
+
     def __post_init__(self) -> None:
         keys = self.key.in_(bindparam("keys", expanding=True))
         if self.key.table is events and self.table is not events:
@@ -659,6 +664,32 @@ class _RecordTable(Generic[R]):
         else:
             query = select(self.table).where(keys)
         object.__setattr__(self, "by_keys", query)
+        booleans = tuple(
+            i for i, column in enumerate(self.table.columns) if isinstance(column.type, Boolean)
+        )
+        object.__setattr__(self, "_booleans", booleans)
+
+    def fetch(self, conn: Connection, keys: Sequence[object]) -> list[R]:
+        """The records for ``keys`` with the query's SQL rendered once per dialect and
+        count, run on the DB-API cursor: this runs several times per sequenced batch,
+        and SQLAlchemy's statement processing cost more than the lookups themselves."""
+        dialect = conn.dialect
+        cache_key = (dialect.name, len(keys))
+        sql = self._driver_sql.get(cache_key)
+        if sql is None:
+            # Rendered with ``?`` markers whatever the dialect; fetch_rows adapts them.
+            compiled = str(self.by_keys.compile(dialect=dialect))
+            sql = compiled.replace("__[POSTCOMPILE_keys]", ", ".join(["?"] * len(keys)))
+            self._driver_sql[cache_key] = sql
+        rows = fetch_rows(conn, sql, keys)
+        if self._booleans and dialect.name == "sqlite":
+            # SQLite keeps booleans as 0/1; SQLAlchemy's Boolean would have converted them.
+            flags = self._booleans
+            return [
+                self.record([bool(v) if i in flags else v for i, v in enumerate(row)])
+                for row in rows
+            ]
+        return [self.record(row) for row in rows]
 
 
 _RECORD_TABLES: dict[type[Any], _RecordTable[Any]] = {
@@ -912,9 +943,7 @@ class _DatabaseLoader:
         found: dict[str, R] = {}
         try:
             for start in range(0, len(wanted), IN_CHUNK):
-                chunk = wanted[start : start + IN_CHUNK]
-                for row in self._conn.execute(mapping.by_keys, {"keys": chunk}).all():
-                    record = mapping.record(row)
+                for record in mapping.fetch(self._conn, wanted[start : start + IN_CHUNK]):
                     found[record_key(record)] = record
         except SQLAlchemyError as exc:
             raise StorageError(f"reading the domain state failed: {exc}") from exc

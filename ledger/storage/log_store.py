@@ -38,6 +38,8 @@ from ledger.storage import database
 from ledger.storage.schema import NODE_LEVEL_SHIFT, checkpoints, leaves, log_meta, tree_nodes
 
 READ_CHUNK = 5_000
+_LATEST_HEAD_SQL = "SELECT tree_size, root_hash FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
+_DIGESTS_SQL = "SELECT entry_digest, idx FROM leaves WHERE entry_digest IN ("
 _P = TypeVar("_P", InclusionProof, ConsistencyProof)
 MAX_INDEX = (1 << 63) - 1
 _LOG_META_ID = 1
@@ -202,12 +204,10 @@ class LogStore:
             return found
         with self._read(conn) as c:
             for batch in _chunks(list(digests), 900):
-                rows = c.execute(
-                    select(leaves.c.entry_digest, leaves.c.idx).where(
-                        leaves.c.entry_digest.in_(batch)
-                    )
-                )
-                found.update({bytes(row.entry_digest): int(row.idx) for row in rows})
+                # Once per sequenced batch: on the cursor, below SQLAlchemy's statement cost.
+                sql = _DIGESTS_SQL + ", ".join(["?"] * len(batch)) + ")"
+                for digest, index in database.fetch_rows(c, sql, batch):
+                    found[bytes(digest)] = _integer(index, "leaf index")
         return found
 
     def insert_leaves(self, conn: Connection, rows: Sequence[StoredLeaf]) -> None:
@@ -372,16 +372,11 @@ class LogStore:
         """Size and root of the latest checkpoint, without its note: the per-batch check
         whether another process moved the log on."""
         with self._read(conn) as c:
-            row = c.execute(
-                select(checkpoints.c.tree_size, checkpoints.c.root_hash)
-                .order_by(checkpoints.c.tree_size.desc())
-                .limit(1)
-            ).first()
-        if row is None:
+            rows = database.fetch_rows(c, _LATEST_HEAD_SQL, ())
+        if not rows:
             return None
-        return _integer(row.tree_size, "checkpoint tree size"), _hash(
-            row.root_hash, "checkpoint root"
-        )
+        tree_size, root_hash = rows[0]
+        return _integer(tree_size, "checkpoint tree size"), _hash(root_hash, "checkpoint root")
 
     def checkpoint(self, tree_size: int, conn: Connection | None = None) -> StoredCheckpoint:
         if not 0 <= tree_size <= MAX_INDEX:
