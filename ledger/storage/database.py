@@ -188,3 +188,18 @@ def fetch_rows(conn: Connection, sql: str, params: Sequence[object]) -> list[tup
             cursor.close()
     except conn.dialect.loaded_dbapi.Error as exc:
         raise StorageError(f"database read failed: {exc}") from exc
+
+
+def execute_many(conn: Connection, sql: str, rows: Sequence[Sequence[object]]) -> None:
+    """Run an INSERT (``?`` placeholders) for every row on SQLite's own cursor: one C
+    loop over a prepared statement, for the rows the sequencer writes every batch."""
+    if conn.dialect.name != "sqlite":
+        raise StorageError("execute_many is the SQLite fast path")
+    try:
+        cursor = conn.connection.cursor()
+        try:
+            cursor.executemany(sql, rows)
+        finally:
+            cursor.close()
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise StorageError(f"database write failed: {exc}") from exc

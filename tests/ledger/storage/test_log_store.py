@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 
 from ledger.errors import (
     ConfigurationError,
@@ -94,7 +93,7 @@ def test_an_entry_digest_is_stored_once(
     clash = StoredLeaf(1, row.entry_digest, row.leaf_hash, row.chain_hash, row.leaf_bytes)
     with pytest.raises(StorageError) as caught, store.write() as connection:
         store.insert_leaves(connection, [clash])
-    assert isinstance(caught.value.__cause__, IntegrityError)
+    assert "entry_digest" in str(caught.value)  # the database's own unique constraint said no
     assert store.size() == 1
 
 
