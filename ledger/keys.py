@@ -18,6 +18,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ledger.errors import KeyFileError, MalformedKeyError
 
+LOG_KEY_PASSPHRASE_ENV = "CUSTODY_LOG_KEY_PASSPHRASE"  # noqa: S105 (a variable name)
+"""Where the log's encrypted signing key takes its passphrase from (CLI and node alike)."""
+
 _SEED_SIZE = 32
 _PUBLIC_KEY_SIZE = 32
 _FILE_MODE = 0o600

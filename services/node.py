@@ -35,7 +35,7 @@ from ledger.custody_rules import CustodyRules
 from ledger.domain.records import GOVERNANCE_PAYLOAD_TYPE
 from ledger.errors import ConfigurationError
 from ledger.group_commit import GroupCommitter
-from ledger.keys import load_private_key
+from ledger.keys import LOG_KEY_PASSPHRASE_ENV, load_private_key
 from ledger.note import NoteSigner
 from ledger.receipts import Receipt
 from ledger.sequencer import AppendOutcome, Sequencer
@@ -52,7 +52,6 @@ from services.rpc import RefuseUndecodable
 
 log = structlog.get_logger("custody.node")
 
-LOG_KEY_PASSPHRASE_ENV = "CUSTODY_LOG_KEY_PASSPHRASE"  # noqa: S105 (a variable name)
 COMMIT_DRAIN_SECONDS = 60.0
 """On shutdown, how long the queued entries may take to commit after the grace period."""
 SERVICE_NAMES = (

@@ -9,14 +9,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.errors import ConfigurationError, KeyFileError, LogNotInitialisedError
-from ledger.keys import load_private_key
+from ledger.keys import LOG_KEY_PASSPHRASE_ENV, load_private_key
 from ledger.note import NoteSigner, VerifierKey
 from ledger.storage import LogStore, default_url
 
 LOG_KEY_FILE = "log-key.pem"
 VKEY_FILE = "log.vkey"
 KEY_PASSPHRASE_ENV = "CUSTODY_KEY_PASSPHRASE"  # noqa: S105 (a variable name)
-LOG_KEY_PASSPHRASE_ENV = "CUSTODY_LOG_KEY_PASSPHRASE"  # noqa: S105
 
 
 def default_data_dir() -> Path:
