@@ -16,7 +16,15 @@ from typing import Any, TypeVar, cast
 import grpc
 
 from clients.sdk._internal.errors import error_from_rpc
-from clients.sdk._internal.plans import ClientCore, Effect, LocalWork, Plan, Service, UnaryCall
+from clients.sdk._internal.plans import (
+    ClientCore,
+    Effect,
+    LocalWork,
+    Plan,
+    Service,
+    UnaryCall,
+    service_stubs,
+)
 from clients.sdk._internal.results import (
     LogEntry,
     SubmitItem,
@@ -25,7 +33,6 @@ from clients.sdk._internal.results import (
     VerifiedConsistency,
     VerifiedInclusion,
 )
-from clients.sdk._internal.state import CheckpointState
 from clients.sdk._internal.submission import DEFAULT_WINDOW, SubmitStream, check_window
 from clients.sdk._internal.transport import ClientTls, Endpoint, Metadata
 from clients.sdk._internal.verify import FollowVerifier, RangeVerifier
@@ -33,9 +40,7 @@ from custody.v1 import (
     ledger_service_pb2,
     ledger_service_pb2_grpc,
     provenance_service_pb2,
-    provenance_service_pb2_grpc,
     registry_service_pb2,
-    registry_service_pb2_grpc,
 )
 from ledger.checkpoint import Checkpoint, SignedCheckpoint
 from ledger.dsse import Envelope, Signer, sign_envelope
@@ -75,14 +80,9 @@ class AsyncPartnerClient:
         self._channel = channel
         self._metadata = metadata
         self._timeout = timeout
-        state = CheckpointState(state_dir, log_key) if state_dir is not None else None
-        self._core = ClientCore(log_key, state)
-        self._ledger = ledger_service_pb2_grpc.LedgerServiceStub(channel)
-        self._stubs: dict[Service, Any] = {
-            Service.LEDGER: self._ledger,
-            Service.REGISTRY: registry_service_pb2_grpc.RegistryServiceStub(channel),
-            Service.PROVENANCE: provenance_service_pb2_grpc.ProvenanceServiceStub(channel),
-        }
+        self._core = ClientCore.trusting(log_key, state_dir)
+        self._stubs = service_stubs(channel)
+        self._ledger: ledger_service_pb2_grpc.LedgerServiceAsyncStub = self._stubs[Service.LEDGER]
 
     @classmethod
     def connect(

@@ -14,6 +14,7 @@ import functools
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
 from google.protobuf.message import Message
@@ -43,9 +44,12 @@ from clients.sdk._internal.verify import (
 )
 from custody.v1 import (
     ledger_service_pb2,
+    ledger_service_pb2_grpc,
     log_pb2,
     provenance_service_pb2,
+    provenance_service_pb2_grpc,
     registry_service_pb2,
+    registry_service_pb2_grpc,
 )
 from ledger.checkpoint import Checkpoint, SignedCheckpoint
 from ledger.dsse import Envelope
@@ -110,12 +114,26 @@ def _ledger_call(method: str, request: Message, response_type: type[R]) -> Plan[
     return call(Service.LEDGER, method, request, response_type)
 
 
+def service_stubs(channel: Any) -> dict[Service, Any]:
+    """The three services' stubs on ``channel`` (sync or asyncio: the stubs take either)."""
+    return {
+        Service.LEDGER: ledger_service_pb2_grpc.LedgerServiceStub(channel),
+        Service.REGISTRY: registry_service_pb2_grpc.RegistryServiceStub(channel),
+        Service.PROVENANCE: provenance_service_pb2_grpc.ProvenanceServiceStub(channel),
+    }
+
+
 class ClientCore:
     """The log key a client trusts, its optional checkpoint state, and its plans."""
 
     def __init__(self, log_key: VerifierKey, state: CheckpointState | None) -> None:
         self.log_key = log_key
         self.state = state
+
+    @classmethod
+    def trusting(cls, log_key: VerifierKey, state_dir: Path | None) -> ClientCore:
+        """A core trusting ``log_key``, keeping its checkpoint state in ``state_dir`` if any."""
+        return cls(log_key, CheckpointState(state_dir, log_key) if state_dir is not None else None)
 
     # --- appends ---------------------------------------------------------------------
 
