@@ -79,6 +79,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.append
 	$(BIN)/python -m bench.domain_append
 	$(BIN)/python -m bench.grpc_append
+	$(BIN)/python -m bench.grpc_floor
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -125,6 +125,7 @@ from clients.sample.synthetic import (
     SyntheticLog,
     synthetic_genesis_count,
 )
+from clients.sdk import MESSAGE_BYTES
 from custody.v1 import event_pb2, governance_pb2, ledger_service_pb2, ledger_service_pb2_grpc
 from ledger.admission import Submission
 from ledger.custody_rules import CustodyRules
@@ -149,6 +150,7 @@ _MARK = "@@bench "  # prefixes the child's protocol lines on stdout
 _REPO = Path(__file__).resolve().parents[1]
 _PHASE_TIMEOUT_FLOOR = 300.0
 
+StreamEntry = ledger_service_pb2.StreamEntry
 StreamRequest = ledger_service_pb2.AppendStreamRequest
 StreamResponse = ledger_service_pb2.AppendStreamResponse
 StreamCall = grpc.aio.StreamStreamCall[StreamRequest, StreamResponse]
@@ -318,7 +320,7 @@ class StreamPhase:
     """Events for one AppendStream phase: requests (sequence = position), who records
     each, and the earlier positions each must wait for."""
 
-    requests: list[StreamRequest] = field(default_factory=list)
+    requests: list[StreamEntry] = field(default_factory=list)
     partners: list[str] = field(default_factory=list)
     deps: list[tuple[int, ...]] = field(default_factory=list)
 
@@ -350,7 +352,7 @@ def plan_stream(
             for key in keys:
                 last[key] = position
             phase.requests.append(
-                StreamRequest(
+                StreamEntry(
                     sequence=position - start,
                     envelope=envelope_to_proto(submission.envelope),
                     public_keys=list(submission.public_keys) if send_keys else [],
@@ -672,10 +674,25 @@ async def run_stream_phase(
     calls: list[StreamCall] = []
 
     async def write(call: StreamCall, queue: asyncio.Queue[int | None]) -> None:
+        # As the SDK does: every entry ready to go shares a message, up to MESSAGE_BYTES.
         try:
-            while (position := await queue.get()) is not None:
+            ended = False
+            while not ended:
+                position = await queue.get()
+                if position is None:
+                    break
+                entries = [phase.requests[position]]
+                size = entries[0].ByteSize()
                 sent_at[position] = time.perf_counter()
-                await call.write(phase.requests[position])
+                while not queue.empty() and size < MESSAGE_BYTES:
+                    position = queue.get_nowait()
+                    if position is None:
+                        ended = True
+                        break
+                    entries.append(phase.requests[position])
+                    size += entries[-1].ByteSize()
+                    sent_at[position] = time.perf_counter()
+                await call.write(StreamRequest(entries=entries))
             await call.done_writing()
         except Exception as exc:
             failures.append(exc)
@@ -688,19 +705,19 @@ async def run_stream_phase(
                 response = await call.read()
                 if response is grpc.aio.EOF:
                     return
-                response = cast(StreamResponse, response)
-                position = response.sequence
-                latencies[position] = time.perf_counter() - sent_at[position]
-                if response.WhichOneof("outcome") != "receipt":
-                    refusal = response.refusal
-                    refusals.append(
-                        f"{phase.partners[position]}: {refusal.reason}: {refusal.message}"
-                    )
-                for later in dependents[position]:
-                    waiting[later] -= 1
-                    if waiting[later] == 0:
-                        queues[phase.partners[later]].put_nowait(later)
-                answered += 1
+                for outcome in cast(StreamResponse, response).outcomes:
+                    position = outcome.sequence
+                    latencies[position] = time.perf_counter() - sent_at[position]
+                    if outcome.WhichOneof("outcome") != "receipt":
+                        refusal = outcome.refusal
+                        refusals.append(
+                            f"{phase.partners[position]}: {refusal.reason}: {refusal.message}"
+                        )
+                    for later in dependents[position]:
+                        waiting[later] -= 1
+                        if waiting[later] == 0:
+                            queues[phase.partners[later]].put_nowait(later)
+                    answered += 1
                 if answered == total:
                     finished.set()
         except Exception as exc:

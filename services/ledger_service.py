@@ -58,6 +58,7 @@ _MESSAGE_OVERHEAD = 8 << 10  # room for a Follow message's checkpoint and proof
 # Room around an entry in the messages that carry it back: leaf framing, subject links,
 # signer keys, a checkpoint and an audit path.
 _ENTRY_MESSAGE_ROOM = 16 << 10
+_OUTCOME_FRAMING = 8  # a StreamOutcome's tag and length inside AppendStreamResponse
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
 
         Entries are queued for the sequencer in the order they arrive, so a stream may
         carry entries that depend on earlier ones without waiting for their receipts.
+        Outcomes ready together (a batch's) go back in as few messages as fit.
         """
         caller = await self.guard.caller(context)
         structlog.contextvars.bind_contextvars(partner=caller.partner_id)
@@ -205,10 +207,11 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
         reader = asyncio.get_running_loop().create_task(stream.read(request_iterator))
         counts = {"receipt": 0, "refusal": 0}
         try:
-            while (response := await stream.answers.get()) is not None:
-                counts[response.WhichOneof("outcome") or "refusal"] += 1
-                yield response
-                stream.window.release()  # only now: an answer not yet sent holds its place
+            async for outcomes in stream.answers(self.limits.chunk_bytes):
+                for outcome in outcomes:
+                    counts[outcome.WhichOneof("outcome") or "refusal"] += 1
+                yield ledger_service_pb2.AppendStreamResponse(outcomes=outcomes)
+                stream.answered(len(outcomes))  # only now: an unsent answer holds its place
             await reader  # a failed read surfaces here
             if stream.cut_short:
                 raise UnavailableError(
@@ -356,28 +359,63 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
 
 
 class _AppendStream:
-    """One AppendStream's reading side: its window, its entries in flight, its answers."""
+    """One AppendStream: its window, its entries in flight, its outcomes to send."""
 
     def __init__(self, service: LedgerServicer, caller: Caller) -> None:
         self.service = service
         self.caller = caller
-        self.window = asyncio.Semaphore(service.limits.max_in_flight)
-        self.answers: asyncio.Queue[ledger_service_pb2.AppendStreamResponse | None] = (
-            asyncio.Queue()
-        )
+        self.max_in_flight = service.limits.max_in_flight
+        self.unanswered = 0  # entries read whose outcome has not been sent yet
+        self.room = asyncio.Event()
+        self.room.set()
+        self.outcomes: asyncio.Queue[ledger_service_pb2.StreamOutcome | None] = asyncio.Queue()
         self.in_flight: set[asyncio.Future[Receipt]] = set()
         self.cut_short = False
         self.closed = False  # the stream is over: outcomes from now on are nobody's answer
 
+    def answered(self, count: int) -> None:
+        """``count`` outcomes were sent: their entries' places in the window are free."""
+        self.unanswered -= count
+        if self.unanswered < self.max_in_flight:
+            self.room.set()
+
+    async def answers(self, budget: int) -> AsyncIterator[list[ledger_service_pb2.StreamOutcome]]:
+        """Outcomes in completion order, grouped: whatever is ready when one is sent, up
+        to ``budget`` bytes per message (a single outcome always goes). Ends once every
+        entry read is answered."""
+        carried: ledger_service_pb2.StreamOutcome | None = None
+        while True:
+            first = carried if carried is not None else await self.outcomes.get()
+            carried = None
+            if first is None:
+                return
+            group = [first]
+            size = first.ByteSize() + _OUTCOME_FRAMING
+            finished = False
+            while not self.outcomes.empty():
+                outcome = self.outcomes.get_nowait()
+                if outcome is None:
+                    finished = True
+                    break
+                outcome_size = outcome.ByteSize() + _OUTCOME_FRAMING
+                if size + outcome_size > budget:
+                    carried = outcome
+                    break
+                group.append(outcome)
+                size += outcome_size
+            yield group
+            if finished:
+                return
+
     def _settle(self, sequence: int, future: asyncio.Future[Receipt]) -> None:
         self.in_flight.discard(future)
         if not self.closed:
-            self.answers.put_nowait(_stream_response(sequence, future, self.service.metrics))
+            self.outcomes.put_nowait(_stream_outcome(sequence, future, self.service.metrics))
 
     async def _next_request(
         self, requests: AsyncIterator[ledger_service_pb2.AppendStreamRequest]
     ) -> ledger_service_pb2.AppendStreamRequest | None:
-        """The next entry, or None when the client is done or the node begins to stop
+        """The next message, or None when the client is done or the node begins to stop
         (an idle stream must not hold the node's shutdown for its whole grace period)."""
         stopping = self.service.watcher.stopping
         if stopping.is_set():
@@ -401,71 +439,75 @@ class _AppendStream:
     async def read(
         self, request_iterator: AsyncIterator[ledger_service_pb2.AppendStreamRequest]
     ) -> None:
-        """Queue each entry read for the sequencer; ``None`` on ``answers`` once all
+        """Queue each entry read for the sequencer; ``None`` on ``outcomes`` once all
         entries read are answered."""
         requests = aiter(request_iterator)
         try:
             while True:
-                # Room first: an entry holds its place until its answer is sent, so a
-                # client that does not read its answers stops being read.
-                await self.window.acquire()
+                # Room first: an entry holds its place until its outcome is sent, so a
+                # client that does not read its answers stops being read. The entries
+                # of a message are queued as room frees, however many it carries.
+                await self._room()
                 request = await self._next_request(requests)
                 if request is None:  # the client is done, or the node is stopping
-                    self.window.release()
                     break
-                try:
-                    submission = await self.service.submission(
-                        self.caller,
-                        request.HasField("envelope"),
-                        request.envelope,
-                        request.public_keys,
-                    )
-                    future = await self.service.committer.enqueue(submission)
-                except CustodyError as exc:
-                    self.answers.put_nowait(
-                        _refusal_response(request.sequence, exc, self.service.metrics)
-                    )
-                    continue
-                self.in_flight.add(future)
-                future.add_done_callback(functools.partial(self._settle, request.sequence))
+                for entry in request.entries:
+                    await self._room()
+                    self.unanswered += 1
+                    await self._queue_entry(entry)
             if self.in_flight:
                 await asyncio.wait(set(self.in_flight))
         finally:
-            self.answers.put_nowait(None)
+            self.outcomes.put_nowait(None)
+
+    async def _room(self) -> None:
+        while self.unanswered >= self.max_in_flight:
+            self.room.clear()
+            await self.room.wait()
+
+    async def _queue_entry(self, entry: ledger_service_pb2.StreamEntry) -> None:
+        try:
+            submission = await self.service.submission(
+                self.caller, entry.HasField("envelope"), entry.envelope, entry.public_keys
+            )
+            future = await self.service.committer.enqueue(submission)
+        except CustodyError as exc:
+            self.outcomes.put_nowait(_refusal_outcome(entry.sequence, exc, self.service.metrics))
+            return
+        self.in_flight.add(future)
+        future.add_done_callback(functools.partial(self._settle, entry.sequence))
 
 
-def _refusal_response(
+def _refusal_outcome(
     sequence: int, error: CustodyError, metrics: NodeMetrics
-) -> ledger_service_pb2.AppendStreamResponse:
+) -> ledger_service_pb2.StreamOutcome:
     metrics.refused.labels(error.reason).inc()
     if status_code_for(error) is grpc.StatusCode.INTERNAL:
         log.error("append failed", sequence=sequence, reason=error.reason, exc_info=error)
     else:
         log.debug("refused", sequence=sequence, reason=error.reason)
-    return ledger_service_pb2.AppendStreamResponse(sequence=sequence, refusal=append_refusal(error))
+    return ledger_service_pb2.StreamOutcome(sequence=sequence, refusal=append_refusal(error))
 
 
-def _stream_response(
+def _stream_outcome(
     sequence: int, future: asyncio.Future[Receipt], metrics: NodeMetrics
-) -> ledger_service_pb2.AppendStreamResponse:
+) -> ledger_service_pb2.StreamOutcome:
     """The answer to one streamed entry once its future has settled."""
     if future.cancelled():
-        return _refusal_response(sequence, UnavailableError("the entry was not sequenced"), metrics)
+        return _refusal_outcome(sequence, UnavailableError("the entry was not sequenced"), metrics)
     error = future.exception()
     if isinstance(error, CustodyError):
-        return _refusal_response(sequence, error, metrics)
+        return _refusal_outcome(sequence, error, metrics)
     if error is not None:  # the node's own fault: logged (below), answered without internals
         internal = InternalError(f"internal error ({type(error).__name__}); see the node's log")
         internal.__cause__ = error  # its traceback goes to the log with the refusal
-        return _refusal_response(sequence, internal, metrics)
+        return _refusal_outcome(sequence, internal, metrics)
     receipt = future.result()
     if receipt.duplicate:
-        return ledger_service_pb2.AppendStreamResponse(
+        return ledger_service_pb2.StreamOutcome(
             sequence=sequence, refusal=already_logged_refusal(receipt)
         )
-    return ledger_service_pb2.AppendStreamResponse(
-        sequence=sequence, receipt=receipt_to_proto(receipt)
-    )
+    return ledger_service_pb2.StreamOutcome(sequence=sequence, receipt=receipt_to_proto(receipt))
 
 
 def _entry(stored: StoredLeaf) -> log_pb2.Entry:

@@ -32,13 +32,14 @@ from clients.sdk._internal.results import (
     VerifiedConsistency,
     VerifiedInclusion,
 )
-from clients.sdk._internal.submission import DEFAULT_WINDOW
+from clients.sdk._internal.submission import DEFAULT_WINDOW, MESSAGE_BYTES
 from clients.sdk._internal.sync_client import PartnerClient
 from clients.sdk._internal.transport import ClientTls
 from ledger.receipts import VerifiedReceipt
 
 __all__ = [
     "DEFAULT_WINDOW",
+    "MESSAGE_BYTES",
     "AsyncPartnerClient",
     "ClientTls",
     "LogEntry",

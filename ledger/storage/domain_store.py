@@ -73,7 +73,7 @@ from ledger.domain.state import (
     record_key,
 )
 from ledger.errors import LogIntegrityError, OutOfRangeError, StorageError
-from ledger.storage.database import fetch_rows
+from ledger.storage.database import execute_many, fetch_rows
 from ledger.storage.domain_schema import (
     DOMAIN_TABLES,
     assays,
@@ -910,7 +910,7 @@ class _BulkWriter:
 
     def write(self, conn: Connection, rows: list[Values]) -> None:
         if self._dialect == "sqlite":
-            conn.exec_driver_sql(self.sql, [self._tuple_of(row) for row in rows])
+            execute_many(conn, self.sql, [self._tuple_of(row) for row in rows])
             return
         if self._binary:
             rows = [

@@ -30,6 +30,8 @@ from clients.sample.consortium import (
     utc_seconds,
 )
 from clients.sdk import (
+    DEFAULT_WINDOW,
+    MESSAGE_BYTES,
     AsyncPartnerClient,
     ClientTls,
     LogEntry,
@@ -129,6 +131,17 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         yield Node(thread, ledger, pki, signer)
 
 
+@pytest.fixture(scope="module")
+def busy_node(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    """A node of its own (same PKI) for tests that append hundreds of entries: the
+    module's log stays small enough for the Follow tests' single messages."""
+    directory = tmp_path_factory.mktemp("sdk-busy-ledger")
+    ledger = make_ledger(directory, sqlite_url(directory / "custody.db"))
+    signer = NoteSigner(ORIGIN, load_private_key(ledger.log_key))
+    with running_node(node_config(ledger, node.pki)) as thread:
+        yield Node(thread, ledger, node.pki, signer)
+
+
 def assay(
     event_id: str | None = None,
     lot_id: str = FINAL_LOT_ID,
@@ -154,9 +167,9 @@ def with_key(envelope: Envelope) -> SubmitItem:
     return envelope, [partner_signer(BOTHNIA).public_key]
 
 
-def big_assay() -> Envelope:
-    """An assay backed by 150 assay reports (~20 KB of valid evidence references): its
-    receipt is too large for the node to attach to ALREADY_EXISTS."""
+def big_assay(reports: int = 150) -> Envelope:
+    """An assay backed by ``reports`` assay reports (150: ~20 KB of valid evidence
+    references, a receipt too large for the node to attach to ALREADY_EXISTS)."""
     batch = uuid.uuid4()
     evidence = [
         event_pb2.EvidenceRef(
@@ -164,10 +177,17 @@ def big_assay() -> Envelope:
             sha256=hashlib.sha256(f"{batch}/{i}".encode()).digest(),
             kind="assay_report",
         )
-        for i in range(150)
+        for i in range(reports)
     ]
     envelope = assay(evidence=evidence)
-    assert len(envelope.payload) > 15_000
+    assert len(envelope.payload) > 100 * reports
+    return envelope
+
+
+def larger_than_a_message() -> Envelope:
+    """An assay whose stream entry alone exceeds ``MESSAGE_BYTES``."""
+    envelope = big_assay(400)
+    assert len(envelope.payload) > MESSAGE_BYTES
     return envelope
 
 
@@ -279,8 +299,9 @@ def test_submit_many_recovers_original_receipts_a_refusal_left_out(
         originals = [client.submit(e, [partner_signer(BOTHNIA).public_key]) for e in (small, big)]
 
         def strip_receipts(response: ledger_service_pb2.AppendStreamResponse) -> None:
-            if response.HasField("refusal"):
-                response.refusal.ClearField("original_receipt")
+            for outcome in response.outcomes:
+                if outcome.HasField("refusal"):
+                    outcome.refusal.ClearField("original_receipt")
 
         real_stream = client._ledger.AppendStream
         monkeypatch.setattr(client._ledger, "AppendStream", rewriting(real_stream, strip_receipts))
@@ -503,7 +524,8 @@ def test_submit_many_rejects_a_tampered_stream_receipt(
 
             def __iter__(self) -> Iterator[ledger_service_pb2.AppendStreamResponse]:
                 for response in self.call:
-                    response.receipt.leaf = response.receipt.leaf + b"\x00"
+                    for outcome in response.outcomes:
+                        outcome.receipt.leaf = outcome.receipt.leaf + b"\x00"
                     yield response
 
             def cancel(self) -> None:
@@ -512,6 +534,110 @@ def test_submit_many_rejects_a_tampered_stream_receipt(
         monkeypatch.setattr(client._ledger, "AppendStream", Tampered)
         with pytest.raises(VerificationError):
             list(client.submit_many([with_key(assay())]))
+
+
+class SentMessages:
+    """A client's AppendStream that records each request message it sends: the sequence
+    numbers of its entries and its size."""
+
+    def __init__(self, real: Callable[..., Any]) -> None:
+        self.real = real
+        self.messages: list[tuple[list[int], int]] = []
+
+    def __call__(self, requests: Any, **kwargs: Any) -> Any:
+        if hasattr(requests, "__aiter__"):
+            return self.real(self._async_recorded(requests), **kwargs)
+        return self.real(self._recorded(requests), **kwargs)
+
+    def _record(self, message: ledger_service_pb2.AppendStreamRequest) -> None:
+        self.messages.append(([entry.sequence for entry in message.entries], message.ByteSize()))
+
+    def _recorded(
+        self, requests: Iterator[ledger_service_pb2.AppendStreamRequest]
+    ) -> Iterator[ledger_service_pb2.AppendStreamRequest]:
+        for message in requests:
+            self._record(message)
+            yield message
+
+    async def _async_recorded(
+        self, requests: AsyncIterator[ledger_service_pb2.AppendStreamRequest]
+    ) -> AsyncIterator[ledger_service_pb2.AppendStreamRequest]:
+        async for message in requests:
+            self._record(message)
+            yield message
+
+    @property
+    def sequences(self) -> list[int]:
+        return [sequence for sequences, _ in self.messages for sequence in sequences]
+
+    def check_packing(self, window: int) -> None:
+        """Every message carries entries, at most ``window`` of them, within
+        ``MESSAGE_BYTES`` unless it carries one entry alone."""
+        for sequences, size in self.messages:
+            assert 1 <= len(sequences) <= window, sequences
+            assert size <= MESSAGE_BYTES or len(sequences) == 1, (sequences, size)
+
+
+def assert_outcomes_match(outcomes: Sequence[SubmitOutcome], envelopes: Sequence[Envelope]) -> None:
+    """One verified receipt per input entry, at the entry's position, each a new leaf."""
+    assert sorted(o.position for o in outcomes) == list(range(len(envelopes)))
+    for outcome in outcomes:
+        assert outcome.ok, outcome.error
+        assert not outcome.duplicate
+        assert outcome.receipt is not None
+        assert outcome.envelope == envelopes[outcome.position]
+        assert outcome.receipt.leaf.envelope.digest() == envelopes[outcome.position].digest()
+    indices = {o.receipt.receipt.index for o in outcomes if o.receipt is not None}
+    assert len(indices) == len(envelopes)
+
+
+def test_submit_many_packs_small_entries_into_few_messages(
+    busy_node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    envelopes = [assay() for _ in range(200)]
+    with busy_node.client() as client:
+        sent = SentMessages(client._ledger.AppendStream)
+        monkeypatch.setattr(client._ledger, "AppendStream", sent)
+        outcomes = list(client.submit_many(with_key(e) for e in envelopes))
+    assert sorted(sent.sequences) == list(range(len(envelopes)))  # each sent once
+    assert len(sent.messages) < len(envelopes)
+    assert max(len(sequences) for sequences, _ in sent.messages) > 1
+    sent.check_packing(DEFAULT_WINDOW)
+    assert_outcomes_match(outcomes, envelopes)
+
+
+def test_submit_many_packs_no_more_than_the_window(
+    busy_node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    envelopes = [assay() for _ in range(40)]
+    with busy_node.client() as client:
+        sent = SentMessages(client._ledger.AppendStream)
+        monkeypatch.setattr(client._ledger, "AppendStream", sent)
+        outcomes = list(client.submit_many((with_key(e) for e in envelopes), window=3))
+    assert sorted(sent.sequences) == list(range(len(envelopes)))
+    sent.check_packing(3)
+    assert_outcomes_match(outcomes, envelopes)
+
+
+def test_submit_many_sends_an_entry_larger_than_a_message_alone(
+    busy_node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    large = larger_than_a_message()
+    envelopes = [*(assay() for _ in range(5)), large, *(assay() for _ in range(5))]
+    with busy_node.client() as client:
+        sent = SentMessages(client._ledger.AppendStream)
+        monkeypatch.setattr(client._ledger, "AppendStream", sent)
+        outcomes = list(client.submit_many(with_key(e) for e in envelopes))
+    assert sorted(sent.sequences) == list(range(len(envelopes)))
+    (alone,) = [(sequences, size) for sequences, size in sent.messages if 5 in sequences]
+    assert alone[0] == [5]
+    assert alone[1] > MESSAGE_BYTES
+    assert len(sent.messages) < len(envelopes)  # the small ones still share messages
+    sent.check_packing(DEFAULT_WINDOW)
+    assert_outcomes_match(outcomes, envelopes)
+    (outcome,) = [o for o in outcomes if o.position == 5]
+    assert outcome.receipt is not None
+    assert outcome.receipt.leaf.envelope == large
 
 
 # --- checkpoints, entries, proofs ----------------------------------------------------------
@@ -963,6 +1089,29 @@ def test_async_submit_many_with_backpressure(node: Node) -> None:
     errors = {o.position: o.error for o in outcomes if o.error is not None}
     assert list(errors) == [5]
     assert isinstance(errors[5], AdmissionRuleError)
+
+
+def test_async_submit_many_packs_entries_and_sends_a_large_one_alone(
+    busy_node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    large = larger_than_a_message()
+    envelopes = [*(assay() for _ in range(150)), large, *(assay() for _ in range(150))]
+
+    async def scenario() -> tuple[SentMessages, list[SubmitOutcome]]:
+        async with busy_node.async_client() as client:
+            sent = SentMessages(client._ledger.AppendStream)
+            monkeypatch.setattr(client._ledger, "AppendStream", sent)
+            return sent, [o async for o in client.submit_many(with_key(e) for e in envelopes)]
+
+    sent, outcomes = asyncio.run(scenario())
+    assert sorted(sent.sequences) == list(range(len(envelopes)))
+    assert len(sent.messages) < len(envelopes)
+    assert max(len(sequences) for sequences, _ in sent.messages) > 1
+    (alone,) = [(sequences, size) for sequences, size in sent.messages if 150 in sequences]
+    assert alone[0] == [150]
+    assert alone[1] > MESSAGE_BYTES
+    sent.check_packing(DEFAULT_WINDOW)
+    assert_outcomes_match(outcomes, envelopes)
 
 
 def test_async_follow_picks_up_new_entries(node: Node) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,10 +227,45 @@ def append_request(
     return ledger_service_pb2.AppendRequest(envelope=envelope_to_proto(envelope), public_keys=keys)
 
 
-def stream_request(sequence: int, envelope: Envelope) -> ledger_service_pb2.AppendStreamRequest:
-    return ledger_service_pb2.AppendStreamRequest(
-        sequence=sequence, envelope=envelope_to_proto(envelope)
+def stream_entry(
+    sequence: int, envelope: Envelope | None, signer_ids: Sequence[str] = ()
+) -> ledger_service_pb2.StreamEntry:
+    """One entry of an AppendStream message (no envelope at all when ``envelope`` is None),
+    with its signers' public keys (or none: the node looks them up)."""
+    keys = [partner_signer(p).public_key for p in signer_ids]
+    if envelope is None:
+        return ledger_service_pb2.StreamEntry(sequence=sequence, public_keys=keys)
+    return ledger_service_pb2.StreamEntry(
+        sequence=sequence, envelope=envelope_to_proto(envelope), public_keys=keys
     )
+
+
+def stream_message(
+    entries: Iterable[ledger_service_pb2.StreamEntry],
+) -> ledger_service_pb2.AppendStreamRequest:
+    """One AppendStream message carrying ``entries`` (none: an empty message)."""
+    return ledger_service_pb2.AppendStreamRequest(entries=list(entries))
+
+
+def stream_request(sequence: int, envelope: Envelope) -> ledger_service_pb2.AppendStreamRequest:
+    """A message carrying one entry."""
+    return stream_message([stream_entry(sequence, envelope)])
+
+
+def stream_outcomes(
+    responses: Iterable[ledger_service_pb2.AppendStreamResponse],
+) -> list[ledger_service_pb2.StreamOutcome]:
+    """Every outcome of the responses, in the order they came."""
+    return [outcome for response in responses for outcome in response.outcomes]
+
+
+def outcomes_by_sequence(
+    outcomes: Sequence[ledger_service_pb2.StreamOutcome],
+) -> dict[int, ledger_service_pb2.StreamOutcome]:
+    """The outcomes by sequence number; each sequence must be answered exactly once."""
+    by_sequence = {outcome.sequence: outcome for outcome in outcomes}
+    assert len(by_sequence) == len(outcomes), sorted(o.sequence for o in outcomes)
+    return by_sequence
 
 
 def extraction(lot_id: str | None = None, mass_grams: int = 1_000_000) -> event_pb2.Extraction:

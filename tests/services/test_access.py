@@ -47,7 +47,6 @@ from custody.v1 import (
 )
 from ledger.domain.records import GOVERNANCE_PAYLOAD_TYPE
 from ledger.dsse import Envelope
-from ledger.leaf import envelope_to_proto
 from ledger.note import VerifierKey
 from ledger.wire import DEV_PARTNER_METADATA
 from tests.services.node_support import (
@@ -73,6 +72,7 @@ from tests.services.rpc_support import (
     refused,
     signed,
     signed_event,
+    stream_request,
     unchanged,
     verified,
 )
@@ -140,13 +140,7 @@ def _calls(stubs: Stubs) -> dict[str, Callable[[], object]]:
         ),
         "AppendStream": lambda: list(
             stubs.ledger.AppendStream(
-                iter(
-                    [
-                        ledger_service_pb2.AppendStreamRequest(
-                            sequence=1, envelope=envelope_to_proto(lualaba_extraction())
-                        )
-                    ]
-                ),
+                iter([stream_request(1, lualaba_extraction())]),
                 timeout=10,
             )
         ),

@@ -20,6 +20,7 @@ from clients.sample.consortium import (
     BALTIC,
     FINAL_LOT_ID,
     KOKKOLA,
+    LCC_PIT,
     LOT_CATHODE,
     LOT_LCC_HYDROXIDE,
     LUALABA,
@@ -61,10 +62,15 @@ from tests.services.rpc_support import (
     lualaba_extraction,
     new_id,
     new_ledger,
+    outcomes_by_sequence,
     refusal,
     refused,
+    signed,
     signed_event,
     status_of,
+    stream_entry,
+    stream_message,
+    stream_outcomes,
     stream_request,
     unchanged,
     verified,
@@ -325,14 +331,16 @@ def test_append_stream_answers_every_entry_once(
 
     responses = list(connect(LUALABA).ledger.AppendStream(iter(requests), timeout=60))
 
-    by_sequence = {response.sequence: response for response in responses}
-    assert len(responses) == len(requests) == len(by_sequence)
-    assert set(by_sequence) == {request.sequence for request in requests}
+    outcomes = stream_outcomes(responses)
+    by_sequence = outcomes_by_sequence(outcomes)
+    sent = [entry.sequence for request in requests for entry in request.entries]
+    assert len(outcomes) == len(requests) == len(sent) == len(by_sequence)
+    assert set(by_sequence) == set(sent)
     indices = []
     for sequence, envelope in valid.items():
-        response = by_sequence[sequence]
-        assert response.WhichOneof("outcome") == "receipt", response.refusal
-        indices.append(verified(response.receipt, envelope, log_key).receipt.index)
+        outcome = by_sequence[sequence]
+        assert outcome.WhichOneof("outcome") == "receipt", outcome.refusal
+        indices.append(verified(outcome.receipt, envelope, log_key).receipt.index)
     assert sorted(indices) == list(range(before.tree_size, before.tree_size + 300))
     for sequence, (code, reason, envelope) in expected_refusals.items():
         refusal = by_sequence[sequence].refusal
@@ -364,9 +372,10 @@ def test_append_stream_with_a_small_window_completes(
         requests = [stream_request(i, envelope) for i, envelope in enumerate(envelopes)]
         responses = list(connections(LUALABA).ledger.AppendStream(iter(requests), timeout=60))
         connections.close()
-        assert sorted(response.sequence for response in responses) == list(range(count))
-        for response in responses:
-            verified(response.receipt, envelopes[response.sequence], log_key)
+        outcomes = stream_outcomes(responses)
+        assert sorted(outcome.sequence for outcome in outcomes) == list(range(count))
+        for outcome in outcomes:
+            verified(outcome.receipt, envelopes[outcome.sequence], log_key)
         registry = node.node.metrics.registry
         batches = registry.get_sample_value("custody_batch_entries_count")
         at_most_10 = registry.get_sample_value("custody_batch_entries_bucket", {"le": "10.0"})
@@ -374,6 +383,204 @@ def test_append_stream_with_a_small_window_completes(
         assert batches >= count / 8
         assert at_most_10 == batches
         assert log_state(node).tree_size == SAMPLE_SIZE + count
+
+
+def test_several_entries_in_one_message_are_each_answered_once(
+    node: NodeThread, connect: Connections, log_key: VerifierKey
+) -> None:
+    """Twenty entries in one message, under sequence numbers the client chose: each is
+    answered exactly once under its own number, and all are in the log, in message order."""
+    envelopes = [lualaba_extraction() for _ in range(20)]
+    sequences = [(1 << 40) + 7 * i for i in range(20)]
+    message = stream_message(
+        stream_entry(sequence, envelope, [LUALABA])
+        for sequence, envelope in zip(sequences, envelopes, strict=True)
+    )
+    before = log_state(node)
+
+    responses = list(connect(LUALABA).ledger.AppendStream(iter([message]), timeout=30))
+
+    outcomes = stream_outcomes(responses)
+    by_sequence = outcomes_by_sequence(outcomes)
+    assert len(outcomes) == 20
+    assert sorted(by_sequence) == sequences
+    stub = connect(MERIDIAN).ledger
+    indices = []
+    for sequence, envelope in zip(sequences, envelopes, strict=True):
+        outcome = by_sequence[sequence]
+        assert outcome.WhichOneof("outcome") == "receipt", outcome.refusal
+        receipt = verified(outcome.receipt, envelope, log_key)
+        assert receipt.leaf.envelope == envelope
+        indices.append(receipt.receipt.index)
+        logged = stub.GetEntry(ledger_service_pb2.GetEntryRequest(index=receipt.receipt.index))
+        assert logged.entry.leaf == outcome.receipt.leaf
+    # Queued for sequencing in the order of the message.
+    assert indices == list(range(before.tree_size, before.tree_size + 20))
+    assert log_state(node).tree_size == before.tree_size + 20
+
+
+def test_an_entry_may_depend_on_an_earlier_one_of_its_message(
+    node: NodeThread, connect: Connections, log_key: VerifierKey
+) -> None:
+    """An extraction and the dispatch of its lot in one message: the dispatch is checked
+    against the log with the extraction in it, without waiting for its receipt."""
+    lot_id = new_id("lot")
+    extracted = lualaba_extraction(lot_id)
+    dispatched = signed_event(
+        LUALABA,
+        event_pb2.Dispatch(
+            lot_id=lot_id,
+            to_partner_id=MERIDIAN,
+            mass_grams=1_000_000,
+            from_facility_id=LCC_PIT,
+            transport="road",
+        ),
+    )
+    message = stream_message(
+        [stream_entry(0, extracted, [LUALABA]), stream_entry(1, dispatched, [LUALABA])]
+    )
+    responses = list(connect(LUALABA).ledger.AppendStream(iter([message]), timeout=30))
+    by_sequence = outcomes_by_sequence(stream_outcomes(responses))
+    assert sorted(by_sequence) == [0, 1]
+    receipts = []
+    for sequence, envelope in ((0, extracted), (1, dispatched)):
+        outcome = by_sequence[sequence]
+        assert outcome.WhichOneof("outcome") == "receipt", outcome.refusal
+        receipts.append(verified(outcome.receipt, envelope, log_key).receipt.index)
+    assert receipts[1] == receipts[0] + 1
+
+
+def test_a_message_mixing_good_and_bad_entries_refuses_the_bad_ones_in_band(
+    node: NodeThread, connect: Connections, log_key: VerifierKey
+) -> None:
+    """Each entry of a message is judged on its own: the bad ones (refused at the door or
+    by the state rules) are answered with their refusal, the good ones are appended, and
+    the stream goes on with the next message."""
+    good = {0: lualaba_extraction(), 2: lualaba_extraction(), 7: lualaba_extraction()}
+    already_logged = next(e for e in sample_entries() if e.signer_ids == (LUALABA,))
+    bad: dict[int, tuple[ledger_service_pb2.StreamEntry, Code, str]] = {
+        1: (stream_entry(1, None, [LUALABA]), Code.INVALID_ARGUMENT, "MALFORMED_ENVELOPE"),
+        3: (  # another partner's event, on Lualaba's stream
+            stream_entry(3, signed_event(MERIDIAN, extraction()), [MERIDIAN]),
+            Code.PERMISSION_DENIED,
+            "IDENTITY_MISMATCH",
+        ),
+        4: (  # Lualaba's event, signed with another partner's key
+            stream_entry(4, signed(event(LUALABA, extraction()), [MERIDIAN]), [MERIDIAN]),
+            Code.PERMISSION_DENIED,
+            "KEY_NOT_VALID",
+        ),
+        5: (stream_entry(5, _bad_signature(), [LUALABA]), Code.INVALID_ARGUMENT, "BAD_SIGNATURE"),
+        6: (
+            ledger_service_pb2.StreamEntry(
+                sequence=6,
+                envelope=envelope_to_proto(lualaba_extraction()),
+                public_keys=[bytes(31)],
+            ),
+            Code.INVALID_ARGUMENT,
+            "MALFORMED_KEY",
+        ),
+        8: (
+            stream_entry(8, _dispatch_not_held(), [LUALABA]),
+            Code.FAILED_PRECONDITION,
+            "LOT_NOT_HELD",
+        ),
+        9: (
+            stream_entry(9, already_logged.submission.envelope, [LUALABA]),
+            Code.ALREADY_EXISTS,
+            ALREADY_LOGGED,
+        ),
+    }
+    entries = [
+        stream_entry(sequence, good[sequence], [LUALABA]) if sequence in good else bad[sequence][0]
+        for sequence in range(10)
+    ]
+    after = lualaba_extraction()  # the next message, sent once the first is answered
+    first_answered = threading.Event()
+    outcomes: list[ledger_service_pb2.StreamOutcome] = []
+
+    def requests() -> Iterator[ledger_service_pb2.AppendStreamRequest]:
+        yield stream_message(entries)
+        first_answered.wait(20)
+        yield stream_message([stream_entry(10, after, [LUALABA])])
+
+    before = log_state(node)
+    for response in connect(LUALABA).ledger.AppendStream(requests(), timeout=60):
+        outcomes.extend(response.outcomes)
+        if len(outcomes) >= len(entries):
+            first_answered.set()
+
+    by_sequence = outcomes_by_sequence(outcomes)
+    assert sorted(by_sequence) == list(range(11))
+    assert outcomes[-1].sequence == 10  # answered after the whole first message
+    for sequence, (_, code, reason) in bad.items():
+        outcome = by_sequence[sequence]
+        assert outcome.WhichOneof("outcome") == "refusal", outcome.receipt
+        assert (outcome.refusal.code, outcome.refusal.reason) == (code.value[0], reason), (
+            outcome.refusal.message
+        )
+        assert outcome.refusal.message
+    indices = []
+    for sequence, envelope in [*good.items(), (10, after)]:
+        outcome = by_sequence[sequence]
+        assert outcome.WhichOneof("outcome") == "receipt", outcome.refusal
+        indices.append(verified(outcome.receipt, envelope, log_key).receipt.index)
+    assert indices == list(range(before.tree_size, before.tree_size + 4))
+    assert log_state(node).tree_size == before.tree_size + 4
+
+
+def test_outcomes_ready_together_come_back_grouped(
+    node: NodeThread, connect: Connections, log_key: VerifierKey
+) -> None:
+    """A hundred entries in one message commit in few batches: their outcomes come back
+    several per response, and still each exactly once."""
+    count = 100
+    envelopes = [lualaba_extraction() for _ in range(count)]
+    message = stream_message(
+        stream_entry(sequence, envelope, [LUALABA]) for sequence, envelope in enumerate(envelopes)
+    )
+    before = log_state(node)
+    responses = list(connect(LUALABA).ledger.AppendStream(iter([message]), timeout=60))
+    assert all(response.outcomes for response in responses)  # no empty response
+    assert max(len(response.outcomes) for response in responses) > 1
+    assert len(responses) < count
+    by_sequence = outcomes_by_sequence(stream_outcomes(responses))
+    assert sorted(by_sequence) == list(range(count))
+    for sequence, envelope in enumerate(envelopes):
+        outcome = by_sequence[sequence]
+        assert outcome.WhichOneof("outcome") == "receipt", outcome.refusal
+        verified(outcome.receipt, envelope, log_key)
+    assert log_state(node).tree_size == before.tree_size + count
+
+
+def test_an_empty_message_is_harmless(
+    node: NodeThread, connect: Connections, log_key: VerifierKey
+) -> None:
+    """An AppendStreamRequest without entries is answered by nothing, appends nothing, and
+    neither ends nor disturbs the stream."""
+    stub = connect(LUALABA).ledger
+    with unchanged(node):
+        assert list(stub.AppendStream(iter([stream_message([])]), timeout=30)) == []
+        assert list(stub.AppendStream(iter([stream_message([])] * 3), timeout=30)) == []
+    envelopes = [lualaba_extraction(), lualaba_extraction()]
+    requests = [
+        stream_message([]),
+        stream_message([stream_entry(0, envelopes[0], [LUALABA])]),
+        stream_message([]),
+        stream_message([]),
+        stream_message([stream_entry(1, envelopes[1], [LUALABA])]),
+        stream_message([]),
+    ]
+    before = log_state(node)
+    responses = list(stub.AppendStream(iter(requests), timeout=30))
+    assert all(response.outcomes for response in responses)
+    by_sequence = outcomes_by_sequence(stream_outcomes(responses))
+    assert sorted(by_sequence) == [0, 1]
+    for sequence, envelope in enumerate(envelopes):
+        outcome = by_sequence[sequence]
+        assert outcome.WhichOneof("outcome") == "receipt", outcome.refusal
+        verified(outcome.receipt, envelope, log_key)
+    assert log_state(node).tree_size == before.tree_size + 2
 
 
 # --- reads -----------------------------------------------------------------------------
@@ -676,7 +883,7 @@ def test_stopping_during_a_stream_loses_no_acknowledged_entry(
     client = threading.Thread(target=consume)
     client.start()
     try:
-        wait_for(lambda: len(responses) >= 40)
+        wait_for(lambda: len(stream_outcomes(list(responses))) >= 40)
     finally:
         thread.stop(grace=0.3)
         client.join(30)
@@ -686,7 +893,9 @@ def test_stopping_during_a_stream_loses_no_acknowledged_entry(
     # The node's own ending (not gRPC cancelling the call): everything it read was answered.
     assert refusal(errors[0]) == (Code.UNAVAILABLE, "UNAVAILABLE")
     assert "every entry it read was answered" in (errors[0].details() or "")
-    assert 40 <= len(responses) < len(envelopes)
+    outcomes = stream_outcomes(responses)
+    outcomes_by_sequence(outcomes)  # each entry answered at most once
+    assert 40 <= len(outcomes) < len(envelopes)
 
     store = LogStore.open(ledger.url, migrate=False)
     try:
@@ -701,12 +910,12 @@ def test_stopping_during_a_stream_loses_no_acknowledged_entry(
     digests = {envelope.digest(): sequence for sequence, envelope in enumerate(envelopes)}
     logged = {digests[decode_leaf(row.leaf_bytes).envelope.digest()]: row for row in rows}
     assert len(logged) == len(rows) == result.tree_size - SAMPLE_SIZE
-    for response in responses:
-        assert response.WhichOneof("outcome") == "receipt"
-        receipt = verified(response.receipt, envelopes[response.sequence], log_key)
-        assert logged[response.sequence].index == receipt.receipt.index
-        assert logged[response.sequence].leaf_bytes == response.receipt.leaf
-    assert len(logged) >= len(responses)
+    for outcome in outcomes:
+        assert outcome.WhichOneof("outcome") == "receipt"
+        receipt = verified(outcome.receipt, envelopes[outcome.sequence], log_key)
+        assert logged[outcome.sequence].index == receipt.receipt.index
+        assert logged[outcome.sequence].leaf_bytes == outcome.receipt.leaf
+    assert len(logged) >= len(outcomes)
 
 
 # --- PostgreSQL ------------------------------------------------------------------------

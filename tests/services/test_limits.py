@@ -40,9 +40,13 @@ from tests.services.rpc_support import (
     append_request,
     lualaba_extraction,
     new_ledger,
+    outcomes_by_sequence,
     refusal,
     refused,
     status_of,
+    stream_entry,
+    stream_message,
+    stream_outcomes,
     stream_request,
     unchanged,
 )
@@ -134,6 +138,102 @@ def test_a_client_that_stops_reading_its_answers_stops_being_read(
     appended = asyncio.run(run())
     assert appended >= WINDOW  # it did work...
     assert appended < offered // 2  # ...but stopped long before the client did
+
+
+def test_a_client_sending_many_entries_per_message_that_stops_reading_stops_being_read(
+    node: NodeThread, pki: Pki
+) -> None:
+    """The window counts entries, not messages: the node takes no further entry until
+    answers are handed over, which a client that does not read holds back."""
+    per_message = 5
+    messages = 80
+    offered = per_message * messages
+    envelopes = [lualaba_extraction() for _ in range(offered)]
+    before = node.node.sequencer.size
+    sent = 0
+
+    async def run() -> int:
+        nonlocal sent
+
+        async def requests() -> Any:
+            nonlocal sent
+            for start in range(0, offered, per_message):
+                sent += 1
+                yield stream_message(
+                    stream_entry(sequence, envelopes[sequence])
+                    for sequence in range(start, start + per_message)
+                )
+
+        channel = grpc.aio.secure_channel(
+            node.address, pki.channel_credentials(LUALABA), options=[("grpc.http2.bdp_probe", 0)]
+        )
+        try:
+            call = ledger_service_pb2_grpc.LedgerServiceStub(channel).AppendStream(requests())
+            await asyncio.sleep(3)  # reading nothing
+            appended_while_unread = node.node.sequencer.size - before
+            call.cancel()
+            return appended_while_unread
+        finally:
+            await channel.close()
+
+    appended = asyncio.run(run())
+    assert appended >= WINDOW  # it did work...
+    assert appended < offered // 2  # ...but stopped long before the client did,
+    assert appended < sent * per_message  # with more sent than it read
+
+
+def test_the_window_holds_inside_one_large_message(node: NodeThread, pki: Pki) -> None:
+    """A single message of many entries is no way around the window: its entries are
+    queued only as answers go out, so a client that does not read gets few of them in."""
+    entries: list[ledger_service_pb2.StreamEntry] = []
+    while True:  # as many entries as one message of this node (40 KB) may carry
+        entry = stream_entry(len(entries), lualaba_extraction())
+        if stream_message([*entries, entry]).ByteSize() > 39_000:
+            break
+        entries.append(entry)
+    offered = len(entries)
+    message = stream_message(entries)
+    before = node.node.sequencer.size
+
+    async def run() -> int:
+        async def requests() -> Any:
+            yield message
+
+        channel = grpc.aio.secure_channel(
+            node.address, pki.channel_credentials(LUALABA), options=[("grpc.http2.bdp_probe", 0)]
+        )
+        try:
+            call = ledger_service_pb2_grpc.LedgerServiceStub(channel).AppendStream(requests())
+            await asyncio.sleep(3)  # reading nothing
+            appended_while_unread = node.node.sequencer.size - before
+            call.cancel()
+            return appended_while_unread
+        finally:
+            await channel.close()
+
+    appended = asyncio.run(run())
+    # Answers the client's HTTP/2 window buffers (about 64 KiB of them) count as handed
+    # over, so more than WINDOW get in; read whole, the message would get in entirely.
+    assert WINDOW <= appended < offered
+
+
+def test_a_message_of_more_entries_than_the_window_is_answered_whole(
+    node: NodeThread, connect: Connections
+) -> None:
+    """A message of more entries than the window is answered whole, its entries taken
+    as answers go out, and the stream goes on with the next message."""
+    envelopes = [lualaba_extraction() for _ in range(3 * WINDOW)]
+    first = stream_message(stream_entry(s, envelopes[s]) for s in range(2 * WINDOW + 1))
+    second = stream_message(
+        stream_entry(s, envelopes[s]) for s in range(2 * WINDOW + 1, 3 * WINDOW)
+    )
+    before = node.node.sequencer.size
+    responses = list(connect(LUALABA).ledger.AppendStream(iter([first, second]), timeout=30))
+    by_sequence = outcomes_by_sequence(stream_outcomes(responses))
+    assert sorted(by_sequence) == list(range(3 * WINDOW))
+    for outcome in by_sequence.values():
+        assert outcome.WhichOneof("outcome") == "receipt", outcome.refusal
+    assert node.node.sequencer.size == before + 3 * WINDOW
 
 
 def test_one_partner_cannot_hold_every_stream(node: NodeThread, connect: Connections) -> None:
@@ -244,7 +344,9 @@ def test_stream_entries_are_refused_with_the_unary_codes(
             grpc.StatusCode.PERMISSION_DENIED,
             "IDENTITY_MISMATCH",
         )
-        (answer,) = list(stub.AppendStream(iter([stream_request(0, envelope)])))
+        (response,) = list(stub.AppendStream(iter([stream_request(0, envelope)])))
+    (answer,) = response.outcomes
+    assert answer.sequence == 0
     assert answer.refusal.code == unary.code().value[0]
     assert answer.refusal.reason == "IDENTITY_MISMATCH"
     assert answer.refusal.message == unary.details()

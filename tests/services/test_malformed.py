@@ -51,6 +51,8 @@ from tests.services.rpc_support import (
     lualaba_extraction,
     new_ledger,
     refusal,
+    stream_message,
+    stream_outcomes,
     stream_request,
     verified,
 )
@@ -449,32 +451,63 @@ def test_undecodable_bytes_are_invalid_argument(
 # --- AppendStream ----------------------------------------------------------------------
 
 
+def packed(
+    entries: list[ledger_service_pb2.StreamEntry], per_message: int, empty_between: bool
+) -> list[ledger_service_pb2.AppendStreamRequest]:
+    """The entries in messages of at most ``per_message`` entries, each message within the
+    node's size limit (a message over it would end the whole stream), with an empty
+    message after each one when ``empty_between``."""
+    budget = MAX_MESSAGE_BYTES - (64 << 10)
+    messages: list[ledger_service_pb2.AppendStreamRequest] = []
+    current: list[ledger_service_pb2.StreamEntry] = []
+    size = 0
+    for entry in entries:
+        if current and (len(current) == per_message or size + entry.ByteSize() + 8 > budget):
+            messages.append(ledger_service_pb2.AppendStreamRequest(entries=current))
+            current, size = [], 0
+        current.append(entry)
+        size += entry.ByteSize() + 8
+    messages.append(ledger_service_pb2.AppendStreamRequest(entries=current))
+    if empty_between:
+        messages = [m for message in messages for m in (message, stream_message([]))]
+    return messages
+
+
 @HYPOTHESIS
 @given(
     entries=st.lists(
         st.tuples(st.integers(0, (1 << 64) - 1), append_requests()), min_size=1, max_size=12
-    )
+    ),
+    per_message=st.sampled_from([1, 1, 3, 12]),
+    empty_between=st.booleans(),
 )
 def test_append_stream_refuses_garbage_entries_one_by_one(
     node: NodeThread,
     connect: Connections,
     entries: list[tuple[int, ledger_service_pb2.AppendRequest]],
+    per_message: int,
+    empty_between: bool,
 ) -> None:
+    """Garbage entries, one or several per message: each is refused in-band on its own."""
     before = log_state(node)
-    requests = [
-        ledger_service_pb2.AppendStreamRequest(
+    stream_entries = [
+        ledger_service_pb2.StreamEntry(
             sequence=sequence,
             envelope=request.envelope if request.HasField("envelope") else None,
             public_keys=request.public_keys,
         )
         for sequence, request in entries
     ]
+    requests = packed(stream_entries, per_message, empty_between)
+    assert [e for r in requests for e in r.entries] == stream_entries
     responses = list(connect(BALTIC).ledger.AppendStream(iter(requests), timeout=30))
-    assert sorted(r.sequence for r in responses) == sorted(s for s, _ in entries)
-    for response in responses:
-        assert response.WhichOneof("outcome") == "refusal"
-        assert CODES[response.refusal.code] in CLIENT_CODES, response.refusal
-        assert response.refusal.reason
+    outcomes = stream_outcomes(responses)
+    assert all(response.outcomes for response in responses)
+    assert sorted(o.sequence for o in outcomes) == sorted(s for s, _ in entries)
+    for outcome in outcomes:
+        assert outcome.WhichOneof("outcome") == "refusal"
+        assert CODES[outcome.refusal.code] in CLIENT_CODES, outcome.refusal
+        assert outcome.refusal.reason
     assert log_state(node) == before
 
 
@@ -509,10 +542,12 @@ def test_append_stream_with_undecodable_messages_is_invalid_argument(
         read_answers()
     assert refusal(caught.value)[0] == Code.INVALID_ARGUMENT
     (response,) = responses
-    verified(response.receipt, envelope, log_key)
+    (outcome,) = response.outcomes
+    assert outcome.sequence == 1
+    verified(outcome.receipt, envelope, log_key)
     after = log_state(node)
     assert after.tree_size == before.tree_size + 1
-    assert node.node.store.leaf(before.tree_size).leaf_bytes == response.receipt.leaf
+    assert node.node.store.leaf(before.tree_size).leaf_bytes == outcome.receipt.leaf
 
 
 # --- size limit ------------------------------------------------------------------------
@@ -526,8 +561,8 @@ def test_a_message_over_the_size_limit_is_resource_exhausted(
     with pytest.raises(grpc.RpcError) as caught:
         connect(LUALABA).ledger.Append(oversized, timeout=30)
     assert caught.value.code() == Code.RESOURCE_EXHAUSTED
-    stream = ledger_service_pb2.AppendStreamRequest(
-        sequence=1, public_keys=[bytes(MAX_MESSAGE_BYTES)]
+    stream = stream_message(
+        [ledger_service_pb2.StreamEntry(sequence=1, public_keys=[bytes(MAX_MESSAGE_BYTES)])]
     )
     with pytest.raises(grpc.RpcError) as caught:
         list(connect(LUALABA).ledger.AppendStream(iter([stream]), timeout=30))

@@ -33,7 +33,12 @@ from clients.sdk._internal.results import (
     VerifiedConsistency,
     VerifiedInclusion,
 )
-from clients.sdk._internal.submission import DEFAULT_WINDOW, SubmitStream, check_window
+from clients.sdk._internal.submission import (
+    DEFAULT_WINDOW,
+    MessagePacking,
+    SubmitStream,
+    check_window,
+)
 from clients.sdk._internal.transport import ClientTls, Endpoint, Metadata
 from clients.sdk._internal.verify import FollowVerifier, RangeVerifier
 from custody.v1 import (
@@ -189,26 +194,48 @@ class AsyncPartnerClient:
         closing = asyncio.Event()
         source = _items(items)
 
+        async def next_entry() -> ledger_service_pb2.StreamEntry | None:
+            try:
+                return stream.entry_for(await anext(source))
+            except StopAsyncIteration:
+                return None
+            except Exception as exc:
+                stream.input_failed(exc)
+                return None
+
         async def requests() -> AsyncIterator[ledger_service_pb2.AppendStreamRequest]:
-            while True:
+            # As in PartnerClient: entries read while there is room share a message.
+            ahead: ledger_service_pb2.StreamEntry | None = None
+            ended = False
+            while not ended:
                 await room.acquire()
                 if closing.is_set():
                     return
-                try:
-                    item = await anext(source)
-                    request = stream.request_for(item)
-                except StopAsyncIteration:
-                    return
-                except Exception as exc:
-                    stream.input_failed(exc)
-                    return
-                yield request
+                places = 1
+                packing = MessagePacking()
+                while True:
+                    if ahead is None and (ahead := await next_entry()) is None:
+                        ended = True
+                        break
+                    if not packing.fits(ahead):
+                        break
+                    packing.add(ahead)
+                    ahead = None
+                    if room.locked():
+                        break
+                    await room.acquire()  # free now: does not wait
+                    places += 1
+                for _ in range(places - len(packing.entries)):
+                    room.release()
+                if packing.entries:
+                    yield packing.message()
 
         call = self._ledger.AppendStream(requests(), metadata=self._metadata)
         try:
             async for response in call:
-                yield await self._run(stream.outcome(response))
-                room.release()  # only once the caller took the outcome
+                for outcome in response.outcomes:
+                    yield await self._run(stream.outcome(outcome))
+                    room.release()  # only once the caller took the outcome
             stream.finish()
         except grpc.RpcError as exc:
             raise stream.failure(error_from_rpc(exc)) from exc

@@ -28,7 +28,12 @@ from clients.sdk._internal.results import (
     VerifiedConsistency,
     VerifiedInclusion,
 )
-from clients.sdk._internal.submission import DEFAULT_WINDOW, SubmitStream, check_window
+from clients.sdk._internal.submission import (
+    DEFAULT_WINDOW,
+    MessagePacking,
+    SubmitStream,
+    check_window,
+)
 from clients.sdk._internal.transport import ClientTls, Endpoint, Metadata
 from clients.sdk._internal.verify import FollowVerifier, RangeVerifier
 from custody.v1 import (
@@ -196,27 +201,49 @@ class PartnerClient:
         closing = threading.Event()
         source = iter(items)
 
+        def next_entry() -> ledger_service_pb2.StreamEntry | None:
+            try:
+                return stream.entry_for(next(source))
+            except StopIteration:
+                return None
+            except Exception as exc:
+                stream.input_failed(exc)
+                return None
+
         def requests() -> Iterator[ledger_service_pb2.AppendStreamRequest]:
             # Runs in a gRPC thread: it blocks while ``window`` entries are in flight.
-            while True:
+            # Entries read while there is room share a message; one that does not fit
+            # is read ahead and goes first in the next.
+            ahead: ledger_service_pb2.StreamEntry | None = None
+            ended = False
+            while not ended:
                 room.acquire()
                 if closing.is_set():
                     return
-                try:
-                    item = next(source)
-                    request = stream.request_for(item)
-                except StopIteration:
-                    return
-                except Exception as exc:
-                    stream.input_failed(exc)
-                    return
-                yield request
+                places = 1
+                packing = MessagePacking()
+                while True:
+                    if ahead is None and (ahead := next_entry()) is None:
+                        ended = True
+                        break
+                    if not packing.fits(ahead):
+                        break
+                    packing.add(ahead)
+                    ahead = None
+                    if not room.acquire(blocking=False):
+                        break
+                    places += 1
+                for _ in range(places - len(packing.entries)):
+                    room.release()
+                if packing.entries:
+                    yield packing.message()
 
         call = self._ledger.AppendStream(requests(), metadata=self._metadata)
         try:
             for response in call:
-                yield self._run(stream.outcome(response))
-                room.release()  # only once the caller took the outcome
+                for outcome in response.outcomes:
+                    yield self._run(stream.outcome(outcome))
+                    room.release()  # only once the caller took the outcome
             stream.finish()
         except grpc.RpcError as exc:
             raise stream.failure(error_from_rpc(exc)) from exc

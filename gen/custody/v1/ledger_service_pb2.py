@@ -26,7 +26,7 @@ from custody.v1 import envelope_pb2 as custody_dot_v1_dot_envelope__pb2
 from custody.v1 import log_pb2 as custody_dot_v1_dot_log__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63ustody/v1/ledger_service.proto\x12\ncustody.v1\x1a\x19\x63ustody/v1/envelope.proto\x1a\x14\x63ustody/v1/log.proto\"L\n\rAppendRequest\x12&\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x14.custody.v1.Envelope\x12\x13\n\x0bpublic_keys\x18\x02 \x03(\x0c\"<\n\x0e\x41ppendResponse\x12*\n\x07receipt\x18\x01 \x01(\x0b\x32\x19.custody.v1.AppendReceipt\"d\n\x13\x41ppendStreamRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12&\n\x08\x65nvelope\x18\x02 \x01(\x0b\x32\x14.custody.v1.Envelope\x12\x13\n\x0bpublic_keys\x18\x03 \x03(\x0c\"\x8f\x01\n\x14\x41ppendStreamResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12,\n\x07receipt\x18\x02 \x01(\x0b\x32\x19.custody.v1.AppendReceiptH\x00\x12,\n\x07refusal\x18\x03 \x01(\x0b\x32\x19.custody.v1.AppendRefusalH\x00\x42\t\n\x07outcome\"s\n\rAppendRefusal\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x33\n\x10original_receipt\x18\x04 \x01(\x0b\x32\x19.custody.v1.AppendReceipt\"<\n\x14GetCheckpointRequest\x12\x16\n\ttree_size\x18\x01 \x01(\x04H\x00\x88\x01\x01\x42\x0c\n\n_tree_size\"+\n\x15GetCheckpointResponse\x12\x12\n\ncheckpoint\x18\x01 \x01(\x0c\" \n\x0fGetEntryRequest\x12\r\n\x05index\x18\x01 \x01(\x04\"4\n\x10GetEntryResponse\x12 \n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x11.custody.v1.Entry\"/\n\x11GetEntriesRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x04\"8\n\x12GetEntriesResponse\x12\"\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x11.custody.v1.Entry\"O\n\x18GetInclusionProofRequest\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x16\n\ttree_size\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x0c\n\n_tree_size\"Z\n\x19GetInclusionProofResponse\x12)\n\x05proof\x18\x01 \x01(\x0b\x32\x1a.custody.v1.InclusionProof\x12\x12\n\ncheckpoint\x18\x02 \x01(\x0c\"R\n\x1aGetConsistencyProofRequest\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x15\n\x08new_size\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x0b\n\t_new_size\"^\n\x1bGetConsistencyProofResponse\x12+\n\x05proof\x18\x01 \x01(\x0b\x32\x1c.custody.v1.ConsistencyProof\x12\x12\n\ncheckpoint\x18\x02 \x01(\x0c\"$\n\rFollowRequest\x12\x13\n\x0bstart_index\x18\x01 \x01(\x04\"~\n\x0e\x46ollowResponse\x12\"\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x11.custody.v1.Entry\x12\x12\n\ncheckpoint\x18\x02 \x01(\x0c\x12\x34\n\x10last_entry_proof\x18\x03 \x01(\x0b\x32\x1a.custody.v1.InclusionProof2\xa0\x05\n\rLedgerService\x12?\n\x06\x41ppend\x12\x19.custody.v1.AppendRequest\x1a\x1a.custody.v1.AppendResponse\x12U\n\x0c\x41ppendStream\x12\x1f.custody.v1.AppendStreamRequest\x1a .custody.v1.AppendStreamResponse(\x01\x30\x01\x12T\n\rGetCheckpoint\x12 .custody.v1.GetCheckpointRequest\x1a!.custody.v1.GetCheckpointResponse\x12\x45\n\x08GetEntry\x12\x1b.custody.v1.GetEntryRequest\x1a\x1c.custody.v1.GetEntryResponse\x12M\n\nGetEntries\x12\x1d.custody.v1.GetEntriesRequest\x1a\x1e.custody.v1.GetEntriesResponse0\x01\x12`\n\x11GetInclusionProof\x12$.custody.v1.GetInclusionProofRequest\x1a%.custody.v1.GetInclusionProofResponse\x12\x66\n\x13GetConsistencyProof\x12&.custody.v1.GetConsistencyProofRequest\x1a\'.custody.v1.GetConsistencyProofResponse\x12\x41\n\x06\x46ollow\x12\x19.custody.v1.FollowRequest\x1a\x1a.custody.v1.FollowResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63ustody/v1/ledger_service.proto\x12\ncustody.v1\x1a\x19\x63ustody/v1/envelope.proto\x1a\x14\x63ustody/v1/log.proto\"L\n\rAppendRequest\x12&\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x14.custody.v1.Envelope\x12\x13\n\x0bpublic_keys\x18\x02 \x03(\x0c\"<\n\x0e\x41ppendResponse\x12*\n\x07receipt\x18\x01 \x01(\x0b\x32\x19.custody.v1.AppendReceipt\"?\n\x13\x41ppendStreamRequest\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.custody.v1.StreamEntry\"\\\n\x0bStreamEntry\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12&\n\x08\x65nvelope\x18\x02 \x01(\x0b\x32\x14.custody.v1.Envelope\x12\x13\n\x0bpublic_keys\x18\x03 \x03(\x0c\"C\n\x14\x41ppendStreamResponse\x12+\n\x08outcomes\x18\x01 \x03(\x0b\x32\x19.custody.v1.StreamOutcome\"\x88\x01\n\rStreamOutcome\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12,\n\x07receipt\x18\x02 \x01(\x0b\x32\x19.custody.v1.AppendReceiptH\x00\x12,\n\x07refusal\x18\x03 \x01(\x0b\x32\x19.custody.v1.AppendRefusalH\x00\x42\t\n\x07outcome\"s\n\rAppendRefusal\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x33\n\x10original_receipt\x18\x04 \x01(\x0b\x32\x19.custody.v1.AppendReceipt\"<\n\x14GetCheckpointRequest\x12\x16\n\ttree_size\x18\x01 \x01(\x04H\x00\x88\x01\x01\x42\x0c\n\n_tree_size\"+\n\x15GetCheckpointResponse\x12\x12\n\ncheckpoint\x18\x01 \x01(\x0c\" \n\x0fGetEntryRequest\x12\r\n\x05index\x18\x01 \x01(\x04\"4\n\x10GetEntryResponse\x12 \n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x11.custody.v1.Entry\"/\n\x11GetEntriesRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x04\"8\n\x12GetEntriesResponse\x12\"\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x11.custody.v1.Entry\"O\n\x18GetInclusionProofRequest\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x16\n\ttree_size\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x0c\n\n_tree_size\"Z\n\x19GetInclusionProofResponse\x12)\n\x05proof\x18\x01 \x01(\x0b\x32\x1a.custody.v1.InclusionProof\x12\x12\n\ncheckpoint\x18\x02 \x01(\x0c\"R\n\x1aGetConsistencyProofRequest\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x15\n\x08new_size\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x0b\n\t_new_size\"^\n\x1bGetConsistencyProofResponse\x12+\n\x05proof\x18\x01 \x01(\x0b\x32\x1c.custody.v1.ConsistencyProof\x12\x12\n\ncheckpoint\x18\x02 \x01(\x0c\"$\n\rFollowRequest\x12\x13\n\x0bstart_index\x18\x01 \x01(\x04\"~\n\x0e\x46ollowResponse\x12\"\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x11.custody.v1.Entry\x12\x12\n\ncheckpoint\x18\x02 \x01(\x0c\x12\x34\n\x10last_entry_proof\x18\x03 \x01(\x0b\x32\x1a.custody.v1.InclusionProof2\xa0\x05\n\rLedgerService\x12?\n\x06\x41ppend\x12\x19.custody.v1.AppendRequest\x1a\x1a.custody.v1.AppendResponse\x12U\n\x0c\x41ppendStream\x12\x1f.custody.v1.AppendStreamRequest\x1a .custody.v1.AppendStreamResponse(\x01\x30\x01\x12T\n\rGetCheckpoint\x12 .custody.v1.GetCheckpointRequest\x1a!.custody.v1.GetCheckpointResponse\x12\x45\n\x08GetEntry\x12\x1b.custody.v1.GetEntryRequest\x1a\x1c.custody.v1.GetEntryResponse\x12M\n\nGetEntries\x12\x1d.custody.v1.GetEntriesRequest\x1a\x1e.custody.v1.GetEntriesResponse0\x01\x12`\n\x11GetInclusionProof\x12$.custody.v1.GetInclusionProofRequest\x1a%.custody.v1.GetInclusionProofResponse\x12\x66\n\x13GetConsistencyProof\x12&.custody.v1.GetConsistencyProofRequest\x1a\'.custody.v1.GetConsistencyProofResponse\x12\x41\n\x06\x46ollow\x12\x19.custody.v1.FollowRequest\x1a\x1a.custody.v1.FollowResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,35 +38,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APPENDRESPONSE']._serialized_start=174
   _globals['_APPENDRESPONSE']._serialized_end=234
   _globals['_APPENDSTREAMREQUEST']._serialized_start=236
-  _globals['_APPENDSTREAMREQUEST']._serialized_end=336
-  _globals['_APPENDSTREAMRESPONSE']._serialized_start=339
-  _globals['_APPENDSTREAMRESPONSE']._serialized_end=482
-  _globals['_APPENDREFUSAL']._serialized_start=484
-  _globals['_APPENDREFUSAL']._serialized_end=599
-  _globals['_GETCHECKPOINTREQUEST']._serialized_start=601
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=661
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=663
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=706
-  _globals['_GETENTRYREQUEST']._serialized_start=708
-  _globals['_GETENTRYREQUEST']._serialized_end=740
-  _globals['_GETENTRYRESPONSE']._serialized_start=742
-  _globals['_GETENTRYRESPONSE']._serialized_end=794
-  _globals['_GETENTRIESREQUEST']._serialized_start=796
-  _globals['_GETENTRIESREQUEST']._serialized_end=843
-  _globals['_GETENTRIESRESPONSE']._serialized_start=845
-  _globals['_GETENTRIESRESPONSE']._serialized_end=901
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=903
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=982
-  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=984
-  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=1074
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1076
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=1158
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=1160
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=1254
-  _globals['_FOLLOWREQUEST']._serialized_start=1256
-  _globals['_FOLLOWREQUEST']._serialized_end=1292
-  _globals['_FOLLOWRESPONSE']._serialized_start=1294
-  _globals['_FOLLOWRESPONSE']._serialized_end=1420
-  _globals['_LEDGERSERVICE']._serialized_start=1423
-  _globals['_LEDGERSERVICE']._serialized_end=2095
+  _globals['_APPENDSTREAMREQUEST']._serialized_end=299
+  _globals['_STREAMENTRY']._serialized_start=301
+  _globals['_STREAMENTRY']._serialized_end=393
+  _globals['_APPENDSTREAMRESPONSE']._serialized_start=395
+  _globals['_APPENDSTREAMRESPONSE']._serialized_end=462
+  _globals['_STREAMOUTCOME']._serialized_start=465
+  _globals['_STREAMOUTCOME']._serialized_end=601
+  _globals['_APPENDREFUSAL']._serialized_start=603
+  _globals['_APPENDREFUSAL']._serialized_end=718
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=720
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=780
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=782
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=825
+  _globals['_GETENTRYREQUEST']._serialized_start=827
+  _globals['_GETENTRYREQUEST']._serialized_end=859
+  _globals['_GETENTRYRESPONSE']._serialized_start=861
+  _globals['_GETENTRYRESPONSE']._serialized_end=913
+  _globals['_GETENTRIESREQUEST']._serialized_start=915
+  _globals['_GETENTRIESREQUEST']._serialized_end=962
+  _globals['_GETENTRIESRESPONSE']._serialized_start=964
+  _globals['_GETENTRIESRESPONSE']._serialized_end=1020
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=1022
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=1101
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=1103
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=1193
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1195
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=1277
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=1279
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=1373
+  _globals['_FOLLOWREQUEST']._serialized_start=1375
+  _globals['_FOLLOWREQUEST']._serialized_end=1411
+  _globals['_FOLLOWRESPONSE']._serialized_start=1413
+  _globals['_FOLLOWRESPONSE']._serialized_end=1539
+  _globals['_LEDGERSERVICE']._serialized_start=1542
+  _globals['_LEDGERSERVICE']._serialized_end=2214
 # @@protoc_insertion_point(module_scope)

@@ -23,6 +23,12 @@ class AppendResponse(_message.Message):
     def __init__(self, receipt: _Optional[_Union[_log_pb2.AppendReceipt, _Mapping]] = ...) -> None: ...
 
 class AppendStreamRequest(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[StreamEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[StreamEntry, _Mapping]]] = ...) -> None: ...
+
+class StreamEntry(_message.Message):
     __slots__ = ("sequence", "envelope", "public_keys")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ENVELOPE_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +39,12 @@ class AppendStreamRequest(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., envelope: _Optional[_Union[_envelope_pb2.Envelope, _Mapping]] = ..., public_keys: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class AppendStreamResponse(_message.Message):
+    __slots__ = ("outcomes",)
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    outcomes: _containers.RepeatedCompositeFieldContainer[StreamOutcome]
+    def __init__(self, outcomes: _Optional[_Iterable[_Union[StreamOutcome, _Mapping]]] = ...) -> None: ...
+
+class StreamOutcome(_message.Message):
     __slots__ = ("sequence", "receipt", "refusal")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     RECEIPT_FIELD_NUMBER: _ClassVar[int]

@@ -90,11 +90,14 @@ class LedgerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AppendStream(self, request_iterator, context):
-        """Append many entries over one stream. Each request is answered by exactly
-        one response with the same sequence number, in completion order; a
-        refused entry is answered with an AppendRefusal and the stream goes on.
-        The server stops reading while max_in_flight entries are unanswered, so
-        HTTP/2 flow control pushes back on a client that sends faster.
+        """Append many entries over one stream. A request carries one or more
+        entries, each with a sequence number chosen by the client; every entry is
+        answered by exactly one StreamOutcome with its sequence number, in
+        completion order, several outcomes per response when they are ready
+        together. A refused entry is answered with an AppendRefusal and the stream
+        goes on. The server stops reading while max_in_flight entries are
+        unanswered, so HTTP/2 flow control pushes back on a client that sends
+        faster. Entries are queued for sequencing in the order they are read.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

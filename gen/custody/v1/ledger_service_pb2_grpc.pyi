@@ -44,11 +44,14 @@ class LedgerServiceStub:
     the log fails with ALREADY_EXISTS carrying the original AppendReceipt as a detail.
     """
     AppendStream: _grpc.StreamStreamMultiCallable[_ledger_service_pb2.AppendStreamRequest, _ledger_service_pb2.AppendStreamResponse]
-    """Append many entries over one stream. Each request is answered by exactly
-    one response with the same sequence number, in completion order; a
-    refused entry is answered with an AppendRefusal and the stream goes on.
-    The server stops reading while max_in_flight entries are unanswered, so
-    HTTP/2 flow control pushes back on a client that sends faster.
+    """Append many entries over one stream. A request carries one or more
+    entries, each with a sequence number chosen by the client; every entry is
+    answered by exactly one StreamOutcome with its sequence number, in
+    completion order, several outcomes per response when they are ready
+    together. A refused entry is answered with an AppendRefusal and the stream
+    goes on. The server stops reading while max_in_flight entries are
+    unanswered, so HTTP/2 flow control pushes back on a client that sends
+    faster. Entries are queued for sequencing in the order they are read.
     """
     GetCheckpoint: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.GetCheckpointRequest, _ledger_service_pb2.GetCheckpointResponse]
     """The latest signed checkpoint, or the one signed at a given tree size."""
@@ -75,11 +78,14 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     the log fails with ALREADY_EXISTS carrying the original AppendReceipt as a detail.
     """
     AppendStream: _aio.StreamStreamMultiCallable[_ledger_service_pb2.AppendStreamRequest, _ledger_service_pb2.AppendStreamResponse]  # type: ignore[assignment]
-    """Append many entries over one stream. Each request is answered by exactly
-    one response with the same sequence number, in completion order; a
-    refused entry is answered with an AppendRefusal and the stream goes on.
-    The server stops reading while max_in_flight entries are unanswered, so
-    HTTP/2 flow control pushes back on a client that sends faster.
+    """Append many entries over one stream. A request carries one or more
+    entries, each with a sequence number chosen by the client; every entry is
+    answered by exactly one StreamOutcome with its sequence number, in
+    completion order, several outcomes per response when they are ready
+    together. A refused entry is answered with an AppendRefusal and the stream
+    goes on. The server stops reading while max_in_flight entries are
+    unanswered, so HTTP/2 flow control pushes back on a client that sends
+    faster. Entries are queued for sequencing in the order they are read.
     """
     GetCheckpoint: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.GetCheckpointRequest, _ledger_service_pb2.GetCheckpointResponse]  # type: ignore[assignment]
     """The latest signed checkpoint, or the one signed at a given tree size."""
@@ -115,11 +121,14 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_ledger_service_pb2.AppendStreamRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_ledger_service_pb2.AppendStreamResponse], _abc.AsyncIterator[_ledger_service_pb2.AppendStreamResponse]]:
-        """Append many entries over one stream. Each request is answered by exactly
-        one response with the same sequence number, in completion order; a
-        refused entry is answered with an AppendRefusal and the stream goes on.
-        The server stops reading while max_in_flight entries are unanswered, so
-        HTTP/2 flow control pushes back on a client that sends faster.
+        """Append many entries over one stream. A request carries one or more
+        entries, each with a sequence number chosen by the client; every entry is
+        answered by exactly one StreamOutcome with its sequence number, in
+        completion order, several outcomes per response when they are ready
+        together. A refused entry is answered with an AppendRefusal and the stream
+        goes on. The server stops reading while max_in_flight entries are
+        unanswered, so HTTP/2 flow control pushes back on a client that sends
+        faster. Entries are queued for sequencing in the order they are read.
         """
 
     @_abc_1.abstractmethod
