@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -604,6 +605,64 @@ def test_submit_many_packs_small_entries_into_few_messages(
     assert max(len(sequences) for sequences, _ in sent.messages) > 1
     sent.check_packing(DEFAULT_WINDOW)
     assert_outcomes_match(outcomes, envelopes)
+
+
+def test_submit_many_sends_what_it_read_without_waiting_for_more_input(
+    busy_node: Node,
+) -> None:
+    """A live feed: the input holds back its fourth item until the first three are
+    answered. The three must not wait for a fuller message."""
+    first = [assay() for _ in range(3)]
+    later = assay()
+    answered = threading.Event()
+    waited_in_vain: list[bool] = []
+
+    def feed() -> Iterator[SubmitItem]:
+        yield from (with_key(e) for e in first)
+        waited_in_vain.append(not answered.wait(timeout=20))
+        yield with_key(later)
+
+    outcomes: list[SubmitOutcome] = []
+    with busy_node.client() as client:
+        for outcome in client.submit_many(feed()):
+            outcomes.append(outcome)
+            if len(outcomes) == len(first):
+                answered.set()
+    assert waited_in_vain == [False]
+    assert_outcomes_match(outcomes, [*first, later])
+
+
+def test_async_submit_many_sends_what_it_read_without_waiting_for_more_input(
+    busy_node: Node,
+) -> None:
+    first = [assay() for _ in range(3)]
+    later = assay()
+    waited_in_vain: list[bool] = []
+
+    async def scenario() -> list[SubmitOutcome]:
+        answered = asyncio.Event()
+
+        async def feed() -> AsyncIterator[SubmitItem]:
+            for envelope in first:
+                yield with_key(envelope)
+            try:
+                await asyncio.wait_for(answered.wait(), timeout=20)
+                waited_in_vain.append(False)
+            except TimeoutError:
+                waited_in_vain.append(True)
+            yield with_key(later)
+
+        outcomes: list[SubmitOutcome] = []
+        async with busy_node.async_client() as client:
+            async for outcome in client.submit_many(feed()):
+                outcomes.append(outcome)
+                if len(outcomes) == len(first):
+                    answered.set()
+        return outcomes
+
+    outcomes = asyncio.run(scenario())
+    assert waited_in_vain == [False]
+    assert_outcomes_match(outcomes, [*first, later])
 
 
 def test_submit_many_packs_no_more_than_the_window(

@@ -35,7 +35,7 @@ from clients.sdk._internal.results import (
 )
 from clients.sdk._internal.submission import (
     DEFAULT_WINDOW,
-    MessagePacking,
+    MessagePacker,
     SubmitStream,
     check_window,
 )
@@ -192,44 +192,37 @@ class AsyncPartnerClient:
         stream = SubmitStream(self._core)
         room = asyncio.Semaphore(window)
         closing = asyncio.Event()
+        ready: asyncio.Queue[ledger_service_pb2.StreamEntry | None] = asyncio.Queue()
         source = _items(items)
 
-        async def next_entry() -> ledger_service_pb2.StreamEntry | None:
+        async def read_input() -> None:
+            # As in PartnerClient: the input is read as the window allows, and whatever
+            # has been read goes out at once however slowly the next item comes.
             try:
-                return stream.entry_for(await anext(source))
-            except StopAsyncIteration:
-                return None
-            except Exception as exc:
-                stream.input_failed(exc)
-                return None
+                while True:
+                    await room.acquire()
+                    if closing.is_set():
+                        return
+                    try:
+                        ready.put_nowait(stream.entry_for(await anext(source)))
+                    except StopAsyncIteration:
+                        return
+                    except Exception as exc:
+                        stream.input_failed(exc)
+                        return
+            finally:
+                ready.put_nowait(None)
 
         async def requests() -> AsyncIterator[ledger_service_pb2.AppendStreamRequest]:
-            # As in PartnerClient: entries read while there is room share a message.
-            ahead: ledger_service_pb2.StreamEntry | None = None
-            ended = False
-            while not ended:
-                await room.acquire()
-                if closing.is_set():
+            # Every entry read so far shares the next message, up to MESSAGE_BYTES.
+            packer = MessagePacker()
+            while not packer.ended:
+                entry = packer.take_ahead()
+                if entry is None and (entry := await ready.get()) is None:
                     return
-                places = 1
-                packing = MessagePacking()
-                while True:
-                    if ahead is None and (ahead := await next_entry()) is None:
-                        ended = True
-                        break
-                    if not packing.fits(ahead):
-                        break
-                    packing.add(ahead)
-                    ahead = None
-                    if room.locked():
-                        break
-                    await room.acquire()  # free now: does not wait
-                    places += 1
-                for _ in range(places - len(packing.entries)):
-                    room.release()
-                if packing.entries:
-                    yield packing.message()
+                yield packer.pack(entry, ready)
 
+        reader = asyncio.get_running_loop().create_task(read_input())
         call = self._ledger.AppendStream(requests(), metadata=self._metadata)
         try:
             async for response in call:
@@ -243,6 +236,7 @@ class AsyncPartnerClient:
             closing.set()
             room.release()
             call.cancel()
+            reader.cancel()
 
     # --- checkpoints and proofs ----------------------------------------------------------
 

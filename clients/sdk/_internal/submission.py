@@ -4,6 +4,7 @@ entries awaiting their answer, and each answer turned into a verified outcome.""
 from __future__ import annotations
 
 import threading
+from typing import Protocol
 
 from clients.sdk._internal.errors import AlreadyLoggedError, error_for, status_of_refusal
 from clients.sdk._internal.plans import ClientCore, Plan
@@ -124,20 +125,42 @@ class SubmitStream:
         return self._input_error if self._input_error is not None else error
 
 
-class MessagePacking:
-    """The entries of one AppendStream message being filled, within ``MESSAGE_BYTES``."""
+class ReadyEntries(Protocol):
+    """Entries read from the caller's input and not yet sent; None once it ended."""
+
+    def empty(self) -> bool: ...
+
+    def get_nowait(self) -> ledger_service_pb2.StreamEntry | None: ...
+
+
+class MessagePacker:
+    """Packs the entries read so far into AppendStream messages of up to MESSAGE_BYTES:
+    nothing waits for more input, and an entry larger than that goes alone."""
 
     def __init__(self) -> None:
-        self.entries: list[ledger_service_pb2.StreamEntry] = []
-        self._size = 0
+        self._ahead: ledger_service_pb2.StreamEntry | None = None
+        self.ended = False  # the input's end was seen: no message after this one
 
-    def fits(self, entry: ledger_service_pb2.StreamEntry) -> bool:
-        """Whether ``entry`` goes into this message (the first one always does)."""
-        return not self.entries or self._size + entry.ByteSize() + _ENTRY_FRAMING <= MESSAGE_BYTES
+    def take_ahead(self) -> ledger_service_pb2.StreamEntry | None:
+        """The entry that did not fit in the last message, which opens the next."""
+        ahead, self._ahead = self._ahead, None
+        return ahead
 
-    def add(self, entry: ledger_service_pb2.StreamEntry) -> None:
-        self.entries.append(entry)
-        self._size += entry.ByteSize() + _ENTRY_FRAMING
-
-    def message(self) -> ledger_service_pb2.AppendStreamRequest:
-        return ledger_service_pb2.AppendStreamRequest(entries=self.entries)
+    def pack(
+        self, first: ledger_service_pb2.StreamEntry, ready: ReadyEntries
+    ) -> ledger_service_pb2.AppendStreamRequest:
+        """A message of ``first`` and the entries already waiting in ``ready`` that fit."""
+        entries = [first]
+        size = first.ByteSize() + _ENTRY_FRAMING
+        while not ready.empty():
+            entry = ready.get_nowait()
+            if entry is None:
+                self.ended = True
+                break
+            entry_size = entry.ByteSize() + _ENTRY_FRAMING
+            if size + entry_size > MESSAGE_BYTES:
+                self._ahead = entry
+                break
+            entries.append(entry)
+            size += entry_size
+        return ledger_service_pb2.AppendStreamRequest(entries=entries)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -30,7 +31,7 @@ from clients.sdk._internal.results import (
 )
 from clients.sdk._internal.submission import (
     DEFAULT_WINDOW,
-    MessagePacking,
+    MessagePacker,
     SubmitStream,
     check_window,
 )
@@ -199,45 +200,39 @@ class PartnerClient:
         stream = SubmitStream(self._core)
         room = threading.Semaphore(window)
         closing = threading.Event()
+        ready: queue.SimpleQueue[ledger_service_pb2.StreamEntry | None] = queue.SimpleQueue()
         source = iter(items)
 
-        def next_entry() -> ledger_service_pb2.StreamEntry | None:
+        def read_input() -> None:
+            # Reads the caller's items as the window allows (it blocks while ``window``
+            # entries are in flight), so that whatever has been read goes out at once
+            # however slowly the next item comes.
             try:
-                return stream.entry_for(next(source))
-            except StopIteration:
-                return None
-            except Exception as exc:
-                stream.input_failed(exc)
-                return None
+                while True:
+                    room.acquire()
+                    if closing.is_set():
+                        return
+                    try:
+                        ready.put(stream.entry_for(next(source)))
+                    except StopIteration:
+                        return
+                    except Exception as exc:
+                        stream.input_failed(exc)
+                        return
+            finally:
+                ready.put(None)
 
         def requests() -> Iterator[ledger_service_pb2.AppendStreamRequest]:
-            # Runs in a gRPC thread: it blocks while ``window`` entries are in flight.
-            # Entries read while there is room share a message; one that does not fit
-            # is read ahead and goes first in the next.
-            ahead: ledger_service_pb2.StreamEntry | None = None
-            ended = False
-            while not ended:
-                room.acquire()
-                if closing.is_set():
+            # Runs in a gRPC thread: every entry read so far shares the next message, up
+            # to MESSAGE_BYTES; one that does not fit goes first in the one after.
+            packer = MessagePacker()
+            while not packer.ended:
+                entry = packer.take_ahead()
+                if entry is None and (entry := ready.get()) is None:
                     return
-                places = 1
-                packing = MessagePacking()
-                while True:
-                    if ahead is None and (ahead := next_entry()) is None:
-                        ended = True
-                        break
-                    if not packing.fits(ahead):
-                        break
-                    packing.add(ahead)
-                    ahead = None
-                    if not room.acquire(blocking=False):
-                        break
-                    places += 1
-                for _ in range(places - len(packing.entries)):
-                    room.release()
-                if packing.entries:
-                    yield packing.message()
+                yield packer.pack(entry, ready)
 
+        threading.Thread(target=read_input, name="custody-submit-input", daemon=True).start()
         call = self._ledger.AppendStream(requests(), metadata=self._metadata)
         try:
             for response in call:
