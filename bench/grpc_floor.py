@@ -16,7 +16,8 @@ Figures (the last line printed is one JSON object with all of them):
 
 * floor_unary_<k>_p50_ms / _p99_ms / _per_s: Append latency and rate at k
   concurrent clients (--levels), the same shape as bench.grpc_append's unary
-  figures. Whatever the node does per Append comes on top of these.
+  figures, and both processes' CPU time per call. Whatever the node does per
+  Append comes on top of these.
 * floor_stream_<m>_per_s, floor_stream_<m>_server/client_cpu_us_per_entry:
   AppendStream entries per second over --streams streams when each message
   carries one entry (m = 1) or is packed to the SDK's MESSAGE_BYTES (m =
@@ -284,10 +285,15 @@ async def measure(
     for level in args.levels:
         channels = [channel(i) for i in range(level)]
         try:
+            server_cpu, client_cpu = server.cpu_s(), client_cpu_s()
             latencies, seconds = await unary_level(channels, requests, args.unary_count)
+            server_cpu, client_cpu = server.cpu_s() - server_cpu, client_cpu_s() - client_cpu
         finally:
             for c in channels:
                 await c.close()
+        calls = len(latencies) + level  # and one warm-up call per client
+        results[f"floor_unary_{level}_server_cpu_us_per_call"] = round(server_cpu * 1e6 / calls)
+        results[f"floor_unary_{level}_client_cpu_us_per_call"] = round(client_cpu * 1e6 / calls)
         ordered = sorted(latencies)
         p50, p99 = percentile(ordered, 0.5) * 1000, percentile(ordered, 0.99) * 1000
         results[f"floor_unary_{level}_p50_ms"] = round(p50, 2)
@@ -296,7 +302,8 @@ async def measure(
         results[f"floor_unary_{level}_per_s"] = round(len(latencies) / seconds)
         print(
             f"floor: unary Append, {level:>2} clients: p50 {p50:6.2f} ms, p99 {p99:6.2f} ms, "
-            f"{len(latencies) / seconds:,.0f}/s",
+            f"{len(latencies) / seconds:,.0f}/s; CPU per call: server "
+            f"{server_cpu * 1e6 / calls:,.0f} us, client {client_cpu * 1e6 / calls:,.0f} us",
             flush=True,
         )
     for packed in (False, True):
