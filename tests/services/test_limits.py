@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,24 +102,22 @@ def test_a_receipt_too_big_for_trailers_is_replaced_by_its_index(
     assert info.metadata["index"] == str(first.receipt.index)
 
 
-def test_a_client_that_stops_reading_its_answers_stops_being_read(
-    node: NodeThread, pki: Pki
-) -> None:
-    """The window holds an entry's place until its answer is sent, so the node's memory
-    and work stay bounded by the window and the transport's buffers, not by the client."""
-    offered = 400
-    envelopes = [lualaba_extraction() for _ in range(offered)]
+def appended_while_not_reading(
+    node: NodeThread, pki: Pki, messages: Iterable[ledger_service_pb2.AppendStreamRequest]
+) -> tuple[int, int]:
+    """Send ``messages`` on an AppendStream whose answers are never read; after three
+    seconds, how many entries the node appended and how many messages were taken."""
     before = node.node.sequencer.size
-    sent = 0
+    taken = 0
 
     async def run() -> int:
-        nonlocal sent
+        nonlocal taken
 
         async def requests() -> Any:
-            nonlocal sent
-            for sequence, envelope in enumerate(envelopes):
-                sent += 1
-                yield stream_request(sequence, envelope)
+            nonlocal taken
+            for message in messages:
+                taken += 1
+                yield message
 
         # Without BDP probing the client's receive window stays at 64 KiB: it fills
         # after some tens of unread answers, and then the node's sends wait.
@@ -129,13 +127,25 @@ def test_a_client_that_stops_reading_its_answers_stops_being_read(
         try:
             call = ledger_service_pb2_grpc.LedgerServiceStub(channel).AppendStream(requests())
             await asyncio.sleep(3)  # reading nothing
-            appended_while_unread = node.node.sequencer.size - before
+            appended = node.node.sequencer.size - before
             call.cancel()
-            return appended_while_unread
+            return appended
         finally:
             await channel.close()
 
-    appended = asyncio.run(run())
+    return asyncio.run(run()), taken
+
+
+def test_a_client_that_stops_reading_its_answers_stops_being_read(
+    node: NodeThread, pki: Pki
+) -> None:
+    """The window holds an entry's place until its answer is sent, so the node's memory
+    and work stay bounded by the window and the transport's buffers, not by the client."""
+    offered = 400
+    envelopes = [lualaba_extraction() for _ in range(offered)]
+    appended, _ = appended_while_not_reading(
+        node, pki, (stream_request(sequence, e) for sequence, e in enumerate(envelopes))
+    )
     assert appended >= WINDOW  # it did work...
     assert appended < offered // 2  # ...but stopped long before the client did
 
@@ -146,37 +156,19 @@ def test_a_client_sending_many_entries_per_message_that_stops_reading_stops_bein
     """The window counts entries, not messages: the node takes no further entry until
     answers are handed over, which a client that does not read holds back."""
     per_message = 5
-    messages = 80
-    offered = per_message * messages
+    offered = per_message * 80
     envelopes = [lualaba_extraction() for _ in range(offered)]
-    before = node.node.sequencer.size
-    sent = 0
-
-    async def run() -> int:
-        nonlocal sent
-
-        async def requests() -> Any:
-            nonlocal sent
-            for start in range(0, offered, per_message):
-                sent += 1
-                yield stream_message(
-                    stream_entry(sequence, envelopes[sequence])
-                    for sequence in range(start, start + per_message)
-                )
-
-        channel = grpc.aio.secure_channel(
-            node.address, pki.channel_credentials(LUALABA), options=[("grpc.http2.bdp_probe", 0)]
-        )
-        try:
-            call = ledger_service_pb2_grpc.LedgerServiceStub(channel).AppendStream(requests())
-            await asyncio.sleep(3)  # reading nothing
-            appended_while_unread = node.node.sequencer.size - before
-            call.cancel()
-            return appended_while_unread
-        finally:
-            await channel.close()
-
-    appended = asyncio.run(run())
+    appended, sent = appended_while_not_reading(
+        node,
+        pki,
+        (
+            stream_message(
+                stream_entry(sequence, envelopes[sequence])
+                for sequence in range(start, start + per_message)
+            )
+            for start in range(0, offered, per_message)
+        ),
+    )
     assert appended >= WINDOW  # it did work...
     assert appended < offered // 2  # ...but stopped long before the client did,
     assert appended < sent * per_message  # with more sent than it read
@@ -191,30 +183,10 @@ def test_the_window_holds_inside_one_large_message(node: NodeThread, pki: Pki) -
         if stream_message([*entries, entry]).ByteSize() > 39_000:
             break
         entries.append(entry)
-    offered = len(entries)
-    message = stream_message(entries)
-    before = node.node.sequencer.size
-
-    async def run() -> int:
-        async def requests() -> Any:
-            yield message
-
-        channel = grpc.aio.secure_channel(
-            node.address, pki.channel_credentials(LUALABA), options=[("grpc.http2.bdp_probe", 0)]
-        )
-        try:
-            call = ledger_service_pb2_grpc.LedgerServiceStub(channel).AppendStream(requests())
-            await asyncio.sleep(3)  # reading nothing
-            appended_while_unread = node.node.sequencer.size - before
-            call.cancel()
-            return appended_while_unread
-        finally:
-            await channel.close()
-
-    appended = asyncio.run(run())
+    appended, _ = appended_while_not_reading(node, pki, [stream_message(entries)])
     # Answers the client's HTTP/2 window buffers (about 64 KiB of them) count as handed
     # over, so more than WINDOW get in; read whole, the message would get in entirely.
-    assert WINDOW <= appended < offered
+    assert WINDOW <= appended < len(entries)
 
 
 def test_a_message_of_more_entries_than_the_window_is_answered_whole(
