@@ -6,6 +6,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,7 @@ _MESSAGE_OVERHEAD = 8 << 10  # room for a Follow message's checkpoint and proof
 # signer keys, a checkpoint and an audit path.
 _ENTRY_MESSAGE_ROOM = 16 << 10
 _OUTCOME_FRAMING = 8  # a StreamOutcome's tag and length inside AppendStreamResponse
+_Answer = tuple[ledger_service_pb2.StreamOutcome, float]  # and when its entry was read
 
 
 @dataclass(frozen=True)
@@ -207,11 +209,12 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
         reader = asyncio.get_running_loop().create_task(stream.read(request_iterator))
         counts = {"receipt": 0, "refusal": 0}
         try:
-            async for outcomes in stream.answers(self.limits.chunk_bytes):
+            async for answers in stream.answers(self.limits.chunk_bytes):
+                outcomes = [outcome for outcome, _ in answers]
                 for outcome in outcomes:
                     counts[outcome.WhichOneof("outcome") or "refusal"] += 1
                 yield ledger_service_pb2.AppendStreamResponse(outcomes=outcomes)
-                stream.answered(len(outcomes))  # only now: an unsent answer holds its place
+                stream.answered(answers)  # only now: an unsent answer holds its place
             await reader  # a failed read surfaces here
             if stream.cut_short:
                 raise UnavailableError(
@@ -368,49 +371,53 @@ class _AppendStream:
         self.unanswered = 0  # entries read whose outcome has not been sent yet
         self.room = asyncio.Event()
         self.room.set()
-        self.outcomes: asyncio.Queue[ledger_service_pb2.StreamOutcome | None] = asyncio.Queue()
+        self.outcomes: asyncio.Queue[_Answer | None] = asyncio.Queue()
         self.in_flight: set[asyncio.Future[Receipt]] = set()
         self.cut_short = False
         self.closed = False  # the stream is over: outcomes from now on are nobody's answer
 
-    def answered(self, count: int) -> None:
-        """``count`` outcomes were sent: their entries' places in the window are free."""
-        self.unanswered -= count
+    def answered(self, answers: Sequence[_Answer]) -> None:
+        """``answers`` were sent: their entries' places in the window are free."""
+        now = time.perf_counter()
+        for _, read_at in answers:
+            self.service.metrics.stream_entry_latency.observe(now - read_at)
+        self.unanswered -= len(answers)
         if self.unanswered < self.max_in_flight:
             self.room.set()
 
-    async def answers(self, budget: int) -> AsyncIterator[list[ledger_service_pb2.StreamOutcome]]:
+    async def answers(self, budget: int) -> AsyncIterator[list[_Answer]]:
         """Outcomes in completion order, grouped: whatever is ready when one is sent, up
         to ``budget`` bytes per message (a single outcome always goes). Ends once every
         entry read is answered."""
-        carried: ledger_service_pb2.StreamOutcome | None = None
+        carried: _Answer | None = None
         while True:
             first = carried if carried is not None else await self.outcomes.get()
             carried = None
             if first is None:
                 return
             group = [first]
-            size = first.ByteSize() + _OUTCOME_FRAMING
+            size = first[0].ByteSize() + _OUTCOME_FRAMING
             finished = False
             while not self.outcomes.empty():
-                outcome = self.outcomes.get_nowait()
-                if outcome is None:
+                answer = self.outcomes.get_nowait()
+                if answer is None:
                     finished = True
                     break
-                outcome_size = outcome.ByteSize() + _OUTCOME_FRAMING
-                if size + outcome_size > budget:
-                    carried = outcome
+                answer_size = answer[0].ByteSize() + _OUTCOME_FRAMING
+                if size + answer_size > budget:
+                    carried = answer
                     break
-                group.append(outcome)
-                size += outcome_size
+                group.append(answer)
+                size += answer_size
             yield group
             if finished:
                 return
 
-    def _settle(self, sequence: int, future: asyncio.Future[Receipt]) -> None:
+    def _settle(self, sequence: int, read_at: float, future: asyncio.Future[Receipt]) -> None:
         self.in_flight.discard(future)
         if not self.closed:
-            self.outcomes.put_nowait(_stream_outcome(sequence, future, self.service.metrics))
+            outcome = _stream_outcome(sequence, future, self.service.metrics)
+            self.outcomes.put_nowait((outcome, read_at))
 
     async def _next_request(
         self, requests: AsyncIterator[ledger_service_pb2.AppendStreamRequest]
@@ -466,16 +473,18 @@ class _AppendStream:
             await self.room.wait()
 
     async def _queue_entry(self, entry: ledger_service_pb2.StreamEntry) -> None:
+        read_at = time.perf_counter()
         try:
             submission = await self.service.submission(
                 self.caller, entry.HasField("envelope"), entry.envelope, entry.public_keys
             )
             future = await self.service.committer.enqueue(submission)
         except CustodyError as exc:
-            self.outcomes.put_nowait(_refusal_outcome(entry.sequence, exc, self.service.metrics))
+            outcome = _refusal_outcome(entry.sequence, exc, self.service.metrics)
+            self.outcomes.put_nowait((outcome, read_at))
             return
         self.in_flight.add(future)
-        future.add_done_callback(functools.partial(self._settle, entry.sequence))
+        future.add_done_callback(functools.partial(self._settle, entry.sequence, read_at))
 
 
 def _refusal_outcome(

@@ -70,6 +70,12 @@ class NodeMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.stream_entry_latency = Histogram(
+            "custody_stream_entry_latency_seconds",
+            "AppendStream: from reading an entry to handing its outcome to gRPC",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.appended = Counter("custody_entries_appended", "Entries given an index", registry=r)
         self.refused = Counter(
             "custody_entries_refused", "Entries refused, by reason code", ["reason"], registry=r

@@ -45,6 +45,9 @@ from tests.services.rpc_support import (
     new_ledger,
     refused,
     signed_event,
+    stream_entry,
+    stream_message,
+    stream_outcomes,
     unchanged,
     wait_for,
 )
@@ -376,6 +379,20 @@ def test_the_prometheus_endpoint(pki: Pki, tmp_path: Path) -> None:
     assert metrics[(latency + "_count", (("method", "GetCheckpoint"),))] == 1
     assert metrics[("custody_batch_entries_count", ())] == 4
     assert metrics[("custody_open_streams", (("method", "GetEntries"),))] == 0
+
+
+def test_stream_entries_are_timed_each(node: NodeThread, connect: Connections) -> None:
+    """One latency observation per streamed entry, appended or refused, however the
+    entries were packed into messages."""
+    count = "custody_stream_entry_latency_seconds_count"
+    before = _scrape(node).get((count, ()), 0.0)
+    messages = [
+        stream_message([stream_entry(0, lualaba_extraction(), [LUALABA]), stream_entry(1, None)]),
+        stream_message([stream_entry(2, lualaba_extraction(), [LUALABA])]),
+    ]
+    outcomes = stream_outcomes(connect(LUALABA).ledger.AppendStream(iter(messages), timeout=30))
+    assert sorted(o.sequence for o in outcomes) == [0, 1, 2]
+    assert _scrape(node)[(count, ())] == before + 3
 
 
 def test_open_streams_are_counted(node: NodeThread, connect: Connections) -> None:
