@@ -47,7 +47,10 @@ recording the entry.
   careful partner must: an event is sent only once every earlier event that
   names one of its lots or event ids (the one that created the lot, moved it,
   or the dispatch a receipt closes) has its receipt. The dependency chains are
-  short, so hundreds of entries are in flight at any time. A warm-up of
+  short, so hundreds of entries are in flight at any time. As the SDK does,
+  every entry ready to go shares the stream's next message, up to the SDK's
+  MESSAGE_BYTES (bench.grpc_floor shows what one entry per message would cost
+  the transport alone). A warm-up of
   --stream-warmup events runs first; then --entries events are timed from the
   first write to the last answer. Any refusal fails the run. Entries carry
   their public keys (--omit-keys leaves them out: the node then looks each
