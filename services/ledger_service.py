@@ -242,6 +242,16 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
             raise NotFoundError("the log has no checkpoint")
         return latest
 
+    async def _size_covering(self, end: int) -> int:
+        """The latest tree size, read afresh when ``end`` lies beyond the one known:
+        another frontend sharing the database may have committed those entries."""
+        size = (await self._latest()).tree_size
+        if end > size:
+            latest = await self.watcher.refresh()
+            if latest is not None:
+                size = latest.tree_size
+        return size
+
     async def _size_or_latest(self, has_size: bool, size: int) -> int:
         return size if has_size else (await self._latest()).tree_size
 
@@ -267,7 +277,7 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
         self, request: ledger_service_pb2.GetEntryRequest, context: Context
     ) -> ledger_service_pb2.GetEntryResponse:
         await self.guard.caller(context)
-        size = (await self._latest()).tree_size
+        size = await self._size_covering(request.index + 1)
         if request.index >= size:
             raise OutOfRangeError(f"the log holds {size} entries; index {request.index} is beyond")
         stored = await asyncio.to_thread(self.store.leaf, request.index)
@@ -278,9 +288,9 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
         self, request: ledger_service_pb2.GetEntriesRequest, context: Context
     ) -> AsyncIterator[ledger_service_pb2.GetEntriesResponse]:
         await self.guard.caller(context)
-        size = (await self._latest()).tree_size
         if request.start >= request.end:
             raise InvalidRangeError(f"empty range [{request.start}, {request.end})")
+        size = await self._size_covering(request.end)
         if request.end > size:
             raise OutOfRangeError(f"the log holds {size} entries; end {request.end} is beyond")
         async for chunk in self._chunks(request.start, request.end):

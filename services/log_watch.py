@@ -2,7 +2,7 @@
 
 Several stateless frontends may share one PostgreSQL database; a frontend
 learns of batches another one committed by reading the latest checkpoint
-every ``poll_seconds``.
+every ``poll_seconds``, or at once for a read beyond what it knows.
 """
 
 from __future__ import annotations
@@ -52,6 +52,12 @@ class LogWatcher:
                 await self._task
             self._task = None
         self._grew.set()  # release waiters
+
+    async def refresh(self) -> StoredCheckpoint | None:
+        """Read the latest checkpoint now rather than at the next poll: for a request
+        beyond what this node knows, which another frontend may just have committed."""
+        self.publish(await asyncio.to_thread(self._store.latest_checkpoint))
+        return self._latest
 
     def publish(self, checkpoint: StoredCheckpoint | None) -> None:
         """Record a checkpoint if it is newer than what is known, and wake the waiters."""

@@ -7,6 +7,7 @@ environment) wherever that matters.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -393,6 +394,39 @@ def test_stream_entries_are_timed_each(node: NodeThread, connect: Connections) -
     outcomes = stream_outcomes(connect(LUALABA).ledger.AppendStream(iter(messages), timeout=30))
     assert sorted(o.sequence for o in outcomes) == [0, 1, 2]
     assert _scrape(node)[(count, ())] == before + 3
+
+
+def test_a_frontend_reads_what_another_just_committed(tmp_path: Path, pki: Pki) -> None:
+    """Two nodes on one database: one that has not polled yet still serves an entry the
+    other just appended, rather than calling it out of range."""
+    shared = new_ledger(tmp_path)
+    writer_config = node_config(shared, pki)
+    slow = dataclasses.replace(
+        writer_config, sequencer=dataclasses.replace(writer_config.sequencer, poll_seconds=600.0)
+    ).check()
+    with running_node(writer_config) as writer, running_node(slow) as reader:
+        writers, readers = Connections(writer, pki), Connections(reader, pki)
+        try:
+            response = writers(LUALABA).ledger.Append(
+                append_request(lualaba_extraction(), [LUALABA])
+            )
+            index = response.receipt.index
+            entry = readers(BALTIC).ledger.GetEntry(ledger_service_pb2.GetEntryRequest(index=index))
+            assert entry.entry.leaf == response.receipt.leaf
+            chunks = readers(BALTIC).ledger.GetEntries(
+                ledger_service_pb2.GetEntriesRequest(start=index, end=index + 1)
+            )
+            assert [e.leaf for chunk in chunks for e in chunk.entries] == [response.receipt.leaf]
+            refused(
+                lambda: readers(BALTIC).ledger.GetEntry(
+                    ledger_service_pb2.GetEntryRequest(index=index + 1)
+                ),
+                Code.OUT_OF_RANGE,
+                None,
+            )
+        finally:
+            writers.close()
+            readers.close()
 
 
 def test_open_streams_are_counted(node: NodeThread, connect: Connections) -> None:
