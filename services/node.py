@@ -214,7 +214,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
     server = grpc.aio.server(
         options=_server_options(config),
         maximum_concurrent_rpcs=config.limits.max_concurrent_rpcs or None,
-        interceptors=[RefuseUndecodable()],
+        interceptors=[RefuseUndecodable(metrics)],
     )
     ledger_servicer = LedgerServicer(
         store=store,

@@ -190,13 +190,19 @@ async def _checked(requests: AsyncIterator[Any], context: Context) -> AsyncItera
         yield request
 
 
-def _guarded(behaviour: Callable[..., Any], request_streaming: bool) -> Callable[..., Any]:
-    """``behaviour`` refusing undecodable requests; an async generator stays one."""
+def _guarded(
+    behaviour: Callable[..., Any], request_streaming: bool, refused: Callable[[], None]
+) -> Callable[..., Any]:
+    """``behaviour`` refusing undecodable requests; an async generator stays one.
+
+    ``refused`` counts a request refused before the handler (and its metrics) ran;
+    a request stream's bad message is met inside the handler, which counts it."""
 
     async def first(request: Any, context: Context) -> Any:
         if request_streaming:
             return _checked(request, context)
         if isinstance(request, _Undecodable):
+            refused()
             await _refuse_undecodable(context, request)
         return request
 
@@ -225,7 +231,8 @@ class RefuseUndecodable(grpc.aio.ServerInterceptor):
     handler reads that message).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: NodeMetrics | None = None) -> None:
+        self._metrics = metrics
         # A method's handler is the same on every call: wrap each one once.
         self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
@@ -239,14 +246,25 @@ class RefuseUndecodable(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         wrapped = self._wrapped.get(method)
         if wrapped is None:
-            wrapped = _tolerant_handler(await continuation(handler_call_details))
+            wrapped = _tolerant_handler(
+                await continuation(handler_call_details), self._counter(method)
+            )
             if wrapped is not None:  # only registered methods: callers choose the names
                 self._wrapped[method] = wrapped
         return wrapped
 
+    def _counter(self, method: str) -> Callable[[], None]:
+        metrics, name = self._metrics, method.rpartition("/")[2]
+
+        def refused() -> None:
+            if metrics is not None:
+                metrics.requests.labels(name, grpc.StatusCode.INVALID_ARGUMENT.name).inc()
+
+        return refused
+
 
 def _tolerant_handler(
-    handler: grpc.RpcMethodHandler[Any, Any] | None,
+    handler: grpc.RpcMethodHandler[Any, Any] | None, refused: Callable[[], None]
 ) -> grpc.RpcMethodHandler[Any, Any] | None:
     if handler is None:
         return None
@@ -255,18 +273,18 @@ def _tolerant_handler(
     streaming = handler.request_streaming
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
-            _guarded(handler.unary_unary, streaming), parse, serialise
+            _guarded(handler.unary_unary, streaming, refused), parse, serialise
         )
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
-            _guarded(handler.unary_stream, streaming), parse, serialise
+            _guarded(handler.unary_stream, streaming, refused), parse, serialise
         )
     if handler.stream_unary is not None:
         return grpc.stream_unary_rpc_method_handler(
-            _guarded(handler.stream_unary, streaming), parse, serialise
+            _guarded(handler.stream_unary, streaming, refused), parse, serialise
         )
     if handler.stream_stream is not None:
         return grpc.stream_stream_rpc_method_handler(
-            _guarded(handler.stream_stream, streaming), parse, serialise
+            _guarded(handler.stream_stream, streaming, refused), parse, serialise
         )
     return handler

@@ -382,6 +382,18 @@ def test_the_prometheus_endpoint(pki: Pki, tmp_path: Path) -> None:
     assert metrics[("custody_open_streams", (("method", "GetEntries"),))] == 0
 
 
+def test_requests_that_do_not_parse_are_counted(node: NodeThread, connect: Connections) -> None:
+    """Refused before any handler runs, they are still in the request counts."""
+    key = ("custody_rpc_requests_total", (("code", "INVALID_ARGUMENT"), ("method", "GetEntry")))
+    before = _scrape(node).get(key, 0.0)
+    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = connect(BALTIC).channel.unary_unary(
+        "/custody.v1.LedgerService/GetEntry", request_serializer=None, response_deserializer=None
+    )
+    for _ in range(2):
+        refused(lambda: call(b"\xff\xff\xff", timeout=10), Code.INVALID_ARGUMENT, "MALFORMED")
+    assert _scrape(node)[key] == before + 2
+
+
 def test_stream_entries_are_timed_each(node: NodeThread, connect: Connections) -> None:
     """One latency observation per streamed entry, appended or refused, however the
     entries were packed into messages."""
