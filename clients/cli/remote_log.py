@@ -19,6 +19,7 @@ from clients.cli.context import CliContext
 from clients.cli.remote import RemoteOptions, connect
 from clients.cli.verified_state import VerifiedState, read_checkpoint
 from ledger.checkpoint import SignedCheckpoint
+from ledger.errors import LogIntegrityError
 from ledger.leaf import Leaf
 from ledger.merkle import ConsistencyProof, InclusionProof
 from ledger.records import StoredLeaf
@@ -111,6 +112,15 @@ def verify(
     # No state in the client: the state moves only after step 3 succeeded.
     with remote.connect(log_key) as client:
         latest = client.checkpoint()
+        furthest = max((c.size for c in trusted), default=0)
+        if furthest > latest.checkpoint.size:
+            # A prefix of what was trusted proves nothing about the entries it leaves out.
+            raise LogIntegrityError(
+                f"the node's latest checkpoint has {latest.checkpoint.size} entries but a "
+                f"trusted checkpoint has {furthest}: the log was truncated or rolled back, "
+                "or the node is behind",
+                index=latest.checkpoint.size,
+            )
         for checkpoint_seen in trusted:
             client.check_consistent(checkpoint_seen, latest)
         leaves = 0

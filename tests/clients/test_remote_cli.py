@@ -181,7 +181,9 @@ def test_log_checkpoint_entry_and_proofs_from_a_node(node: Node, cli: Cli) -> No
     assert consistency.old_size == 10
 
 
-def test_log_verify_audits_the_node_and_refuses_a_fork(node: Node, cli: Cli) -> None:
+def test_log_verify_audits_the_node_and_refuses_a_fork(
+    node: Node, cli: Cli, tmp_path: Path
+) -> None:
     args = node.tls_args()
     out = cli.run("log", "verify", *args)
     assert f"at {node.thread.address} verified:" in out
@@ -199,6 +201,16 @@ def test_log_verify_audits_the_node_and_refuses_a_fork(node: Node, cli: Cli) -> 
     cli.run("log", "verify", *args, expect=1)
     assert "BAD_CONSISTENCY_PROOF" in cli.last_err
     assert state_file.read_bytes() == forged  # a refused log never moves the state
+
+    # A trusted checkpoint beyond the node's latest: a prefix of it proves nothing.
+    state_file.unlink()
+    ahead = tmp_path / "ahead.note"
+    ahead.write_bytes(
+        sign_checkpoint(Checkpoint(ORIGIN, saved.size + 100, b"\x42" * 32), node.log_signer)
+    )
+    cli.run("log", "verify", *args, "--checkpoint", str(ahead), expect=3)
+    assert "truncated or rolled back" in cli.last_err
+    assert not state_file.exists()
 
 
 def test_remote_option_mistakes(node: Node, cli: Cli) -> None:
