@@ -39,6 +39,7 @@ from ledger.errors import (
 from ledger.leaf import ZERO_HASH, Leaf, decode_leaf, verify_leaf_signatures
 from ledger.note import VerifierKey
 from ledger.protobuf_fields import has_unknown_fields
+from ledger.wire import MAX_INCLUSION_HASHES
 
 __all__ = [
     "BUNDLE_VERSION",
@@ -53,7 +54,7 @@ __all__ = [
 BUNDLE_VERSION = 1
 """``ProvenanceBundle.version`` of this format."""
 
-MAX_INCLUSION_PATH = 63
+MAX_INCLUSION_PATH = MAX_INCLUSION_HASHES
 """Tree sizes stay below 2**63 (DESIGN 3.4 sizes are signed 64-bit), so no audit path is longer."""
 
 LOT_SUBJECT_PREFIX = "lot:"

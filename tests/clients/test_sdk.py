@@ -712,10 +712,13 @@ def test_checkpoint_state_moves_forward(node: Node, tmp_path: Path) -> None:
     assert saved == second.checkpoint
 
 
-def forged_state(node: Node, directory: Path, size: int) -> None:
-    """A checkpoint of another log under the same origin and key, saved as trusted."""
+def forged_state(node: Node, directory: Path, size: int) -> bytes:
+    """A checkpoint of another log under the same origin and key, saved as trusted; the
+    state file's bytes."""
     note = sign_checkpoint(Checkpoint(ORIGIN, size, b"\x42" * 32), node.log_signer)
-    VerifiedState(directory, node.log_key).advance(note)
+    state = VerifiedState(directory, node.log_key)
+    state.advance(note)
+    return state.path.read_bytes()
 
 
 @pytest.mark.parametrize("size", [10, SAMPLE_SIZE, 1_000_000])
@@ -725,10 +728,32 @@ def test_checkpoint_refuses_a_log_that_does_not_contain_the_saved_one(
     with node.client() as client:
         current = client.checkpoint().checkpoint.size
     # A fork at a size below, at, or beyond the node's: the node's log does not contain it.
-    forged_state(node, tmp_path, current if size == SAMPLE_SIZE else size)
+    saved = forged_state(node, tmp_path, current if size == SAMPLE_SIZE else size)
     with node.client(state_dir=tmp_path) as client, pytest.raises(ConsistencyProofError):
         client.checkpoint()
-    assert VerifiedState(tmp_path, node.log_key).load() is not None  # state left as it was
+    assert VerifiedState(tmp_path, node.log_key).path.read_bytes() == saved  # left as it was
+
+
+def test_receipts_are_checked_against_the_saved_state(busy_node: Node, tmp_path: Path) -> None:
+    """A receipt is a view of the log too: one that contradicts the saved checkpoint
+    (here another log's) is refused, by submit and by submit_many alike."""
+    saved = forged_state(busy_node, tmp_path, 10)
+    with busy_node.client(state_dir=tmp_path) as client:
+        with pytest.raises(ConsistencyProofError):
+            client.submit(assay(), [partner_signer(BOTHNIA).public_key])
+        with pytest.raises(ConsistencyProofError):
+            list(client.submit_many(with_key(assay()) for _ in range(3)))
+    assert VerifiedState(tmp_path, busy_node.log_key).path.read_bytes() == saved
+    fresh = tmp_path / "fresh"
+    with busy_node.client(state_dir=fresh) as client:
+        first = client.submit(assay(), [partner_signer(BOTHNIA).public_key])
+        assert VerifiedState(fresh, busy_node.log_key).load() == first.checkpoint.checkpoint
+        outcomes = list(client.submit_many(with_key(assay()) for _ in range(3)))
+    newest = max(
+        (o.receipt.checkpoint.checkpoint for o in outcomes if o.receipt is not None),
+        key=lambda checkpoint: checkpoint.size,
+    )
+    assert VerifiedState(fresh, busy_node.log_key).load() == newest
 
 
 def test_entry_and_proofs_are_tied_to_signed_checkpoints(node: Node) -> None:

@@ -141,7 +141,8 @@ class ClientCore:
         self, envelope: Envelope, public_keys: Sequence[bytes] | None
     ) -> Plan[VerifiedReceipt]:
         """Append; the receipt (or, for an entry already logged, the original receipt)
-        is verified against the log key and this envelope's digest before it is returned."""
+        is verified against the log key and this envelope's digest, and its checkpoint
+        against the saved state (``remember``), before it is returned."""
         request = ledger_service_pb2.AppendRequest(
             envelope=envelope_to_proto(envelope), public_keys=list(public_keys or ())
         )
@@ -149,7 +150,9 @@ class ClientCore:
             response = yield from _ledger_call("Append", request, ledger_service_pb2.AppendResponse)
         except AlreadyLoggedError as logged:
             return (yield from self.original_receipt(envelope, logged))
-        return verified_receipt(response.receipt, envelope, self.log_key, duplicate=False)
+        receipt = verified_receipt(response.receipt, envelope, self.log_key, duplicate=False)
+        yield from self.remember(receipt.checkpoint)
+        return receipt
 
     def original_receipt(
         self, envelope: Envelope, logged: AlreadyLoggedError
@@ -159,7 +162,11 @@ class ClientCore:
         out (it sends only receipts of a few KiB), one built from the leaf at the index
         it named and that leaf's inclusion proof in its latest checkpoint."""
         if logged.original_receipt is not None:
-            return verified_receipt(logged.original_receipt, envelope, self.log_key, duplicate=True)
+            receipt = verified_receipt(
+                logged.original_receipt, envelope, self.log_key, duplicate=True
+            )
+            yield from self.remember(receipt.checkpoint)
+            return receipt
         index = logged.index
         if index is None:
             raise VerificationError(
@@ -182,7 +189,9 @@ class ClientCore:
             checkpoint=proof.checkpoint,
             inclusion_proof=proof.proof,
         )
-        return verified_receipt(rebuilt, envelope, self.log_key, duplicate=True)
+        receipt = verified_receipt(rebuilt, envelope, self.log_key, duplicate=True)
+        yield from self.remember(receipt.checkpoint)
+        return receipt
 
     def stream_original_receipt(
         self, envelope: Envelope, public_keys: Sequence[bytes], logged: AlreadyLoggedError

@@ -38,10 +38,6 @@ class CheckpointState:
         self._verified = VerifiedState(directory, log_key)
         self._lock = _lock_for(self._verified.path)
 
-    @property
-    def path(self) -> Path:
-        return self._verified.path
-
     def load(self) -> Checkpoint | None:
         with self._lock:
             return self._verified.load()

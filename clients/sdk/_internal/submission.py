@@ -65,10 +65,7 @@ class SubmitStream:
         self._pending: dict[int, tuple[Envelope, list[bytes]]] = {}
         self._sent = 0
         self._input_error: BaseException | None = None
-
-    @property
-    def sent(self) -> int:
-        return self._sent
+        self._remembered_size = 0  # the largest receipt checkpoint checked against the state
 
     def entry_for(self, item: SubmitItem) -> ledger_service_pb2.StreamEntry:
         """The stream entry for an input item, registered as awaiting its answer."""
@@ -101,6 +98,10 @@ class SubmitStream:
         if kind == "receipt":
             log_key = self._core.log_key
             receipt = verified_receipt(response.receipt, envelope, log_key, duplicate=False)
+            if receipt.checkpoint.checkpoint.size > self._remembered_size:
+                # Once per batch: the receipts of one batch share its checkpoint.
+                yield from self._core.remember(receipt.checkpoint)
+                self._remembered_size = receipt.checkpoint.checkpoint.size
             return SubmitOutcome(position, envelope, receipt, None)
         if kind != "refusal":
             raise VerificationError(f"the node's answer to sequence {position} is empty")

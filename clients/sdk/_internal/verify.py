@@ -226,10 +226,6 @@ class RangeVerifier:
         self.anchor = anchor
         self._leaves = LeafSequence(anchor.start, fold=anchor.last_leaf_hash is None)
 
-    @property
-    def next_index(self) -> int:
-        return self._leaves.next_index
-
     def accept(self, entry: log_pb2.Entry) -> LogEntry:
         if entry.index >= self.anchor.end:
             raise LogIntegrityError(
