@@ -120,9 +120,14 @@ def _status(code: int, message: str, details: list[any_pb2.Any]) -> grpc.Status:
     return status
 
 
-def grpc_status(error: CustodyError) -> grpc.Status:
-    """The status (code, message, ErrorInfo detail) a refused call ends with."""
-    return _status(status_code_for(error).value[0], str(error), [error_info(error.reason)])
+def grpc_status(error: CustodyError, request_id: str | None = None) -> grpc.Status:
+    """The status (code, message, ErrorInfo detail) a refused call ends with; with
+    ``request_id``, the ErrorInfo names it (for the node's own faults, so that the
+    operator can find them in its log)."""
+    metadata = {"request_id": request_id} if request_id is not None else None
+    return _status(
+        status_code_for(error).value[0], str(error), [error_info(error.reason, metadata)]
+    )
 
 
 def _already_logged_message(receipt: Receipt) -> str:

@@ -49,7 +49,7 @@ from services.errors import (
 )
 from services.log_watch import LogWatcher
 from services.observability import NodeMetrics
-from services.rpc import Context, server_stream, unary
+from services.rpc import Context, abort, server_stream, unary
 
 log = structlog.get_logger("custody.node")
 
@@ -178,7 +178,7 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
             raise
         log.info("already logged" if receipt.duplicate else "appended", index=receipt.index)
         if receipt.duplicate:
-            await context.abort_with_status(already_logged_status(receipt))
+            await abort(context, already_logged_status(receipt))
         return ledger_service_pb2.AppendResponse(receipt=receipt_to_proto(receipt))
 
     @server_stream("AppendStream")

@@ -6,9 +6,10 @@ import asyncio
 
 from custody.v1 import event_pb2, provenance_service_pb2, provenance_service_pb2_grpc
 from ledger.bundle_builder import build_bundle
+from ledger.domain.payloads import check_id
 from ledger.domain.provenance import ElementComposition, origin_composition
 from ledger.domain.records import Lot, LotOrigin, LotState
-from ledger.errors import BundleTooLargeError, NotFoundError
+from ledger.errors import AdmissionRuleError, BundleTooLargeError, MalformedError, NotFoundError
 from ledger.storage.domain_store import DomainStore
 from ledger.storage.log_store import LogStore
 from services.access import AccessGuard
@@ -118,7 +119,7 @@ class ProvenanceServicer(provenance_service_pb2_grpc.ProvenanceServiceServicer):
         self, request: provenance_service_pb2.GetLotRequest, context: Context
     ) -> provenance_service_pb2.GetLotResponse:
         await self.guard.caller(context)
-        return await asyncio.to_thread(self._lot_with_history, request.lot_id)
+        return await asyncio.to_thread(self._lot_with_history, _lot_id(request.lot_id))
 
     def _trace(self, lot_id: str) -> provenance_service_pb2.TraceResponse:
         bundle = build_bundle(self.store, lot_id)
@@ -141,4 +142,14 @@ class ProvenanceServicer(provenance_service_pb2_grpc.ProvenanceServiceServicer):
         self, request: provenance_service_pb2.TraceRequest, context: Context
     ) -> provenance_service_pb2.TraceResponse:
         await self.guard.caller(context)
-        return await asyncio.to_thread(self._trace, request.lot_id)
+        return await asyncio.to_thread(self._trace, _lot_id(request.lot_id))
+
+
+def _lot_id(lot_id: str) -> str:
+    """A lot id as the rules admit them; anything else (a NUL, which PostgreSQL cannot
+    even compare) is refused before any query."""
+    try:
+        check_id(lot_id, "lot_id")
+    except AdmissionRuleError as exc:
+        raise MalformedError(str(exc)) from None
+    return lot_id

@@ -9,11 +9,13 @@ message that does not even parse is refused INVALID_ARGUMENT by
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
@@ -52,26 +54,53 @@ def request_id(context: Context) -> str:
     return uuid.uuid4().hex[:16]
 
 
+_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "custody_request_id", default=None
+)
+
+
 def _begin(method: str, context: Context) -> str:
     rid = request_id(context)
+    _request_id.set(rid)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=rid, method=method, peer=context.peer())
     context.set_trailing_metadata(((REQUEST_ID_METADATA, rid),))
     return rid
 
 
-async def _refuse(context: Context, error: CustodyError) -> None:
+@dataclass(frozen=True)
+class _Status(grpc.Status):
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+async def abort(context: Context, status: grpc.Status) -> NoReturn:
+    """End the call with ``status``, keeping the request id in the trailers (aborting
+    replaces the trailers set when the call began)."""
+    rid = _request_id.get()
+    if rid is not None:
+        trailers = (*(status.trailing_metadata or ()), (REQUEST_ID_METADATA, rid))
+        status = _Status(status.code, status.details, trailers)
+    await context.abort_with_status(status)
+    raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+
+async def _refuse(context: Context, error: CustodyError) -> NoReturn:
     status = grpc_status(error)
-    if status.code is grpc.StatusCode.INTERNAL:  # the node's own fault, not a refusal
+    if status.code is grpc.StatusCode.INTERNAL:
+        # The node's own fault (storage that contradicts its log, a bug): its reason
+        # is kept for the caller, with the request id under which the log has it all.
         log.error("internal error", reason=error.reason, exc_info=error)
+        status = grpc_status(error, _request_id.get())
     else:
         log.info("refused", reason=error.reason, error=str(error))
-    await context.abort_with_status(status)
+    await abort(context, status)
 
 
-async def _fail(context: Context, rid: str, error: BaseException) -> None:
+async def _fail(context: Context, rid: str, error: BaseException) -> NoReturn:
     log.error("internal error", exc_info=error)
-    await context.abort_with_status(internal_status(rid))
+    await abort(context, internal_status(rid))
 
 
 S = TypeVar("S", bound=Instrumented)

@@ -53,6 +53,7 @@ from ledger.errors import (
     CustodyError,
     EntryTooLargeError,
     InclusionProofError,
+    InvalidRangeError,
     LogIntegrityError,
     MalformedEnvelopeError,
     MalformedError,
@@ -419,7 +420,7 @@ def test_tampered_receipt_is_rejected(node: Node, monkeypatch: pytest.MonkeyPatc
         (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_ENVELOPE", MalformedEnvelopeError, None),
         (grpc.StatusCode.INVALID_ARGUMENT, "BAD_SIGNATURE", MalformedError, "BAD_SIGNATURE"),
         (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED", MalformedError, "MALFORMED"),
-        (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_RANGE", MalformedError, "INVALID_RANGE"),
+        (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_RANGE", InvalidRangeError, "INVALID_RANGE"),
         (grpc.StatusCode.INVALID_ARGUMENT, None, MalformedError, "MALFORMED"),
         # The node's own faults, whatever code carries them: never the caller's input.
         (grpc.StatusCode.INVALID_ARGUMENT, "LOG_INTEGRITY", RemoteError, "LOG_INTEGRITY"),
@@ -774,7 +775,7 @@ def test_entry_and_proofs_are_tied_to_signed_checkpoints(node: Node) -> None:
         assert [e.index for e in whole] == list(range(consistency.proof.new_size))
         part = list(client.entries(50, SAMPLE_SIZE))
         assert [e.index for e in part] == list(range(50, SAMPLE_SIZE))
-        with pytest.raises(MalformedError) as inverted:  # as the node would refuse it
+        with pytest.raises(InvalidRangeError) as inverted:  # as the node would refuse it
             list(client.entries(5, 3))
         assert inverted.value.reason == "INVALID_RANGE"
 

@@ -56,8 +56,8 @@ from ledger.dsse import Envelope
 from ledger.errors import (
     ConsistencyProofError,
     InclusionProofError,
+    InvalidRangeError,
     LogIntegrityError,
-    MalformedError,
     NotFoundError,
     OutOfRangeError,
     VerificationError,
@@ -371,9 +371,7 @@ class ClientCore:
         size = signed.checkpoint.size
         end = size if end is None else end
         if not 0 <= start <= end:
-            inverted = MalformedError(f"inverted range [{start}, {end})")
-            inverted.reason = "INVALID_RANGE"  # what the node answers for one
-            raise inverted
+            raise InvalidRangeError(f"inverted range [{start}, {end})")  # as the node would
         if end > size:
             raise OutOfRangeError(f"the checkpoint covers {size} entries; end {end} is beyond")
         if start == end or (start == 0 and end == size):
