@@ -128,7 +128,7 @@ from clients.sample.synthetic import (
     SyntheticLog,
     synthetic_genesis_count,
 )
-from clients.sdk import MESSAGE_BYTES
+from clients.sdk._internal.submission import MessagePacker  # the SDK's own packing
 from custody.v1 import event_pb2, governance_pb2, ledger_service_pb2, ledger_service_pb2_grpc
 from ledger.admission import Submission
 from ledger.custody_rules import CustodyRules
@@ -676,26 +676,35 @@ async def run_stream_phase(
     finished = asyncio.Event()
     calls: list[StreamCall] = []
 
+    class Ready:
+        """A stream's positions cleared to go, as the SDK's packer reads them."""
+
+        def __init__(self, queue: asyncio.Queue[int | None]) -> None:
+            self.queue = queue
+
+        def empty(self) -> bool:
+            return self.queue.empty()
+
+        def get_nowait(self) -> StreamEntry | None:
+            position = self.queue.get_nowait()
+            return None if position is None else self.take(position)
+
+        def take(self, position: int) -> StreamEntry:
+            sent_at[position] = time.perf_counter()
+            return phase.requests[position]
+
     async def write(call: StreamCall, queue: asyncio.Queue[int | None]) -> None:
-        # As the SDK does: every entry ready to go shares a message, up to MESSAGE_BYTES.
+        # As the SDK does (its own packer): every entry cleared to go shares a message.
         try:
-            ended = False
-            while not ended:
-                position = await queue.get()
-                if position is None:
-                    break
-                entries = [phase.requests[position]]
-                size = entries[0].ByteSize()
-                sent_at[position] = time.perf_counter()
-                while not queue.empty() and size < MESSAGE_BYTES:
-                    position = queue.get_nowait()
+            ready, packer = Ready(queue), MessagePacker()
+            while not packer.ended:
+                entry = packer.take_ahead()
+                if entry is None:
+                    position = await queue.get()
                     if position is None:
-                        ended = True
                         break
-                    entries.append(phase.requests[position])
-                    size += entries[-1].ByteSize()
-                    sent_at[position] = time.perf_counter()
-                await call.write(StreamRequest(entries=entries))
+                    entry = ready.take(position)
+                await call.write(packer.pack(entry, ready))
             await call.done_writing()
         except Exception as exc:
             failures.append(exc)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import itertools
 import json
 import math
@@ -51,6 +52,7 @@ from bench.grpc_append import measure_raw, percentile
 from clients.pki import init_ca, issue_partner, issue_server
 from clients.sample.synthetic import synthetic_submissions
 from clients.sdk import MESSAGE_BYTES
+from clients.sdk._internal.submission import MessagePacker
 from custody.v1 import ledger_service_pb2, ledger_service_pb2_grpc, log_pb2
 from ledger.custody_rules import CustodyRules
 from ledger.keys import generate_private_key
@@ -153,6 +155,19 @@ def real_receipt(directory: Path) -> tuple[Receipt, list[ledger_service_pb2.Appe
     return receipts[-1], requests
 
 
+class _Ready:
+    """Every entry is ready at once: what the packer reads for a prepared stream."""
+
+    def __init__(self, entries: collections.deque[ledger_service_pb2.StreamEntry]) -> None:
+        self._entries = entries
+
+    def empty(self) -> bool:
+        return False  # the end is said by None
+
+    def get_nowait(self) -> ledger_service_pb2.StreamEntry | None:
+        return self._entries.popleft() if self._entries else None
+
+
 class FloorServer:
     def __init__(self, directory: Path) -> None:
         self.process = subprocess.Popen(
@@ -225,20 +240,24 @@ async def stream_run(
     share = entries // len(channels)
 
     def messages(offset: int) -> list[ledger_service_pb2.AppendStreamRequest]:
-        out: list[ledger_service_pb2.AppendStreamRequest] = []
-        batch: list[ledger_service_pb2.StreamEntry] = []
-        size = 0
-        for sequence in range(share):
-            request = requests[(offset + sequence) % len(requests)]
-            entry = ledger_service_pb2.StreamEntry(
-                sequence=sequence, envelope=request.envelope, public_keys=request.public_keys
+        entries = collections.deque(
+            ledger_service_pb2.StreamEntry(
+                sequence=sequence,
+                envelope=requests[(offset + sequence) % len(requests)].envelope,
+                public_keys=requests[(offset + sequence) % len(requests)].public_keys,
             )
-            if batch and (not packed or size + entry.ByteSize() > MESSAGE_BYTES):
-                out.append(ledger_service_pb2.AppendStreamRequest(entries=batch))
-                batch, size = [], 0
-            batch.append(entry)
-            size += entry.ByteSize()
-        out.append(ledger_service_pb2.AppendStreamRequest(entries=batch))
+            for sequence in range(share)
+        )
+        if not packed:
+            return [ledger_service_pb2.AppendStreamRequest(entries=[e]) for e in entries]
+        ready = _Ready(entries)
+        packer = MessagePacker()  # the SDK's own packing
+        out: list[ledger_service_pb2.AppendStreamRequest] = []
+        while not packer.ended:
+            entry = packer.take_ahead()
+            if entry is None and (entry := ready.get_nowait()) is None:
+                break
+            out.append(packer.pack(entry, ready))
         return out
 
     prepared = [messages(i * 11) for i in range(len(channels))]
