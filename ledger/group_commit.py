@@ -47,7 +47,6 @@ class GroupCommitter:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Item | object] = asyncio.Queue(maxsize=max_pending)
         self._task: asyncio.Task[None] | None = None
-        self._closing = False
         self._closed: asyncio.Task[None] | None = None
         self._dead = False  # the loop has ended: nothing queued from now on is sequenced
         self._admitting: list[_Item] = []
@@ -62,7 +61,7 @@ class GroupCommitter:
     async def enqueue(self, submission: Submission) -> asyncio.Future[Receipt]:
         """Queue an entry (waiting while the queue is full); its future resolves to the
         receipt once the entry is durably logged, or to its refusal."""
-        if self._closing or self._dead or self._task is None or self._task.done():
+        if self._closed is not None or self._dead or self._task is None or self._task.done():
             raise UnavailableError("the sequencer is not accepting entries")
         future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
         await self._queue.put((submission, future))
@@ -78,7 +77,6 @@ class GroupCommitter:
         """Stop taking entries, finish everything already queued, then return. Every
         caller awaits the same closing, however many call it."""
         if self._closed is None:
-            self._closing = True
             self._closed = asyncio.get_running_loop().create_task(self._close())
         await asyncio.shield(self._closed)
 

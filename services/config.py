@@ -174,6 +174,11 @@ def split_address(address: str, what: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def join_address(host: str, port: int) -> str:
+    """``host:port``, an IPv6 host in brackets: what ``split_address`` takes apart."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 _RELATIVE_TO_DATA_DIR = {("node", "log_key")}
 """Paths resolved against ``[node] data_dir`` (see ``NodeConfig.log_key_path``), not the file."""
 

@@ -42,7 +42,7 @@ from ledger.sequencer import AppendOutcome, Sequencer
 from ledger.storage.domain_store import DomainStore
 from ledger.storage.log_store import LogStore
 from services.access import AccessGuard, PartnerDirectory
-from services.config import NodeConfig, split_address
+from services.config import NodeConfig, join_address, split_address
 from services.ledger_service import LedgerServicer, StreamLimits
 from services.log_watch import LogWatcher
 from services.observability import MetricsEndpoint, NodeMetrics, serve_metrics
@@ -102,7 +102,7 @@ class RunningNode:
     @property
     def address(self) -> str:
         host, _ = split_address(self.config.node.listen, "listen")
-        return f"{host}:{self.port}"
+        return join_address(host, self.port)
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful: refuse new calls, finish those in progress and the batch in flight."""
@@ -232,7 +232,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
     )
     health_servicer = _add_services(server, ledger_servicer, guard, config.limits.max_message_bytes)
     host, port = split_address(config.node.listen, "[node] listen")
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    address = join_address(host, port)
     endpoint = None
     try:
         if config.node.insecure_dev:
@@ -262,7 +262,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info(
         "serving",
-        address=f"{host}:{bound}",
+        address=join_address(host, bound),
         origin=sequencer.signer.name,
         tree_size=sequencer.size,
         metrics=config.metrics.listen
