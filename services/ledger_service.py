@@ -65,12 +65,13 @@ _Answer = tuple[ledger_service_pb2.StreamOutcome, float]  # and when its entry w
 
 @dataclass(frozen=True)
 class StreamLimits:
-    """Per-stream bounds: entries awaiting their outcome, and how long Follow idles."""
+    """Per-stream bounds: entries awaiting their outcome, and how long Follow idles
+    (from the node's ``[limits]``, which hold the defaults)."""
 
-    max_in_flight: int = 2_000
-    follow_idle_seconds: float = 15.0
-    max_streams_per_partner: int = 64
-    max_message_bytes: int = 4 << 20
+    max_in_flight: int
+    follow_idle_seconds: float
+    max_streams_per_partner: int
+    max_message_bytes: int
 
     @property
     def max_entry_bytes(self) -> int:

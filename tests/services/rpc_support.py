@@ -53,6 +53,8 @@ from ledger.wire import ERROR_DOMAIN, receipt_from_proto
 from tests.services.node_support import ORIGIN, Ledger, NodeThread, Pki, make_ledger
 
 Code = grpc.StatusCode
+SAMPLE_SIZE = 55
+"""Entries in the sample log (``clients.sample.consortium.sample_entries``)."""
 SAMPLE_IDS = tuple(partner.partner_id for partner in SAMPLE_PARTNERS)
 
 
@@ -177,6 +179,12 @@ class Connections:
         for stubs in self._open.values():
             stubs.channel.close()
         self._open.clear()
+
+    def __enter__(self) -> Connections:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def new_ledger(directory: Path, *, with_sample: bool = True) -> Ledger:

@@ -30,11 +30,18 @@ from clients.sample.consortium import (
     partner_signer,
     sample_entries,
 )
-from custody.v1 import event_pb2, ledger_service_pb2, log_pb2, provenance_service_pb2
+from custody.v1 import (
+    event_pb2,
+    ledger_service_pb2,
+    ledger_service_pb2_grpc,
+    log_pb2,
+    provenance_service_pb2,
+)
 from ledger import merkle
 from ledger.checkpoint import open_checkpoint
 from ledger.domain.records import EVENT_PAYLOAD_TYPE
 from ledger.dsse import Envelope, Signature, sign_envelope
+from ledger.errors import InclusionProofError, VerificationError
 from ledger.leaf import decode_leaf, envelope_to_proto
 from ledger.log_verifier import verify_log
 from ledger.note import VerifierKey
@@ -42,7 +49,6 @@ from ledger.storage import LogStore
 from ledger.storage.log_store import LogView
 from ledger.wire import ALREADY_LOGGED, consistency_from_proto, inclusion_from_proto
 from tests.services.node_support import (
-    Ledger,
     NodeThread,
     Pki,
     make_ledger,
@@ -50,9 +56,9 @@ from tests.services.node_support import (
     running_node,
 )
 from tests.services.rpc_support import (
+    SAMPLE_SIZE,
     Code,
     Connections,
-    append_locally,
     append_request,
     error_infos,
     event,
@@ -77,33 +83,7 @@ from tests.services.rpc_support import (
     wait_for,
 )
 
-PREFILLED = 250
-SAMPLE_SIZE = 55
-
-
-@pytest.fixture(scope="module")
-def ledger(tmp_path_factory: pytest.TempPathFactory) -> Ledger:
-    made = new_ledger(tmp_path_factory.mktemp("ledger-service"))
-    append_locally(made, [lualaba_extraction() for _ in range(PREFILLED)])
-    return made
-
-
-@pytest.fixture(scope="module")
-def node(ledger: Ledger, pki: Pki) -> Iterator[NodeThread]:
-    with running_node(node_config(ledger, pki)) as thread:
-        yield thread
-
-
-@pytest.fixture(scope="module")
-def connect(node: NodeThread, pki: Pki) -> Iterator[Connections]:
-    connections = Connections(node, pki)
-    yield connections
-    connections.close()
-
-
-@pytest.fixture(scope="module")
-def log_key(ledger: Ledger) -> VerifierKey:
-    return log_verifier_key(ledger)
+PREFILL = 250
 
 
 def _sample_event_id(partner_id: str) -> str:
@@ -139,10 +119,11 @@ def test_a_tampered_receipt_does_not_verify(connect: Connections, log_key: Verif
     envelope = lualaba_extraction()
     response = connect(LUALABA).ledger.Append(append_request(envelope, [LUALABA]))
     other = lualaba_extraction()
-    with pytest.raises(Exception, match="does not carry the submitted entry"):
+    with pytest.raises(VerificationError, match="does not carry the submitted entry") as caught:
         verified(response.receipt, other, log_key)
+    assert type(caught.value) is VerificationError
     response.receipt.inclusion_proof.hashes[0] = bytes(32)
-    with pytest.raises(Exception, match="proof"):
+    with pytest.raises(InclusionProofError, match="does not lead to the expected root"):
         verified(response.receipt, envelope, log_key)
 
 
@@ -367,11 +348,11 @@ def test_append_stream_with_a_small_window_completes(
     log_key = log_verifier_key(ledger)
     count = 400
     with running_node(node_config(ledger, pki, max_in_flight_per_stream=8)) as node:
-        connections = Connections(node, pki)
         envelopes = [lualaba_extraction() for _ in range(count)]
         requests = [stream_request(i, envelope) for i, envelope in enumerate(envelopes)]
-        responses = list(connections(LUALABA).ledger.AppendStream(iter(requests), timeout=60))
-        connections.close()
+        with Connections(node, pki) as connections:
+            stub = connections(LUALABA).ledger
+            responses = list(stub.AppendStream(iter(requests), timeout=60))
         outcomes = stream_outcomes(responses)
         assert sorted(outcome.sequence for outcome in outcomes) == list(range(count))
         for outcome in outcomes:
@@ -594,11 +575,11 @@ def _entries(stub: Connections, partner: str, start: int, end: int) -> list[list
 @pytest.mark.parametrize(
     ("start", "end", "chunks"),
     [
-        (0, SAMPLE_SIZE + PREFILLED, [256, 49]),
-        (10, SAMPLE_SIZE + PREFILLED, [256, 39]),
+        (0, SAMPLE_SIZE + PREFILL, [256, 49]),
+        (10, SAMPLE_SIZE + PREFILL, [256, 39]),
         (255, 257, [2]),
         (0, 1, [1]),
-        (SAMPLE_SIZE + PREFILLED - 1, SAMPLE_SIZE + PREFILLED, [1]),
+        (SAMPLE_SIZE + PREFILL - 1, SAMPLE_SIZE + PREFILL, [1]),
     ],
 )
 def test_get_entries_streams_the_range_in_chunks(
@@ -615,7 +596,7 @@ def test_get_entries_streams_the_range_in_chunks(
 
 
 def test_get_entry_is_the_stored_leaf(node: NodeThread, connect: Connections) -> None:
-    for index in (0, SAMPLE_SIZE - 1, SAMPLE_SIZE + PREFILLED - 1):
+    for index in (0, SAMPLE_SIZE - 1, SAMPLE_SIZE + PREFILL - 1):
         response = connect(BALTIC).ledger.GetEntry(ledger_service_pb2.GetEntryRequest(index=index))
         assert response.entry.index == index
         assert response.entry.leaf == node.node.store.leaf(index).leaf_bytes
@@ -628,7 +609,7 @@ def test_get_checkpoint_latest_and_at_a_size(
     latest = stub.GetCheckpoint(ledger_service_pb2.GetCheckpointRequest())
     assert latest.checkpoint == log_state(node).checkpoint
     # The sample and the prefill were each one batch: checkpoints at 55 and 305.
-    for size in (SAMPLE_SIZE, SAMPLE_SIZE + PREFILLED):
+    for size in (SAMPLE_SIZE, SAMPLE_SIZE + PREFILL):
         note = stub.GetCheckpoint(ledger_service_pb2.GetCheckpointRequest(tree_size=size))
         assert open_checkpoint(note.checkpoint, log_key).checkpoint.size == size
 
@@ -865,7 +846,6 @@ def test_stopping_during_a_stream_loses_no_acknowledged_entry(
     log_key = log_verifier_key(ledger)
     envelopes = [lualaba_extraction() for _ in range(600)]
     thread = NodeThread(node_config(ledger, pki))
-    connections = Connections(thread, pki)
     responses: list[ledger_service_pb2.AppendStreamResponse] = []
     errors: list[grpc.RpcError] = []
 
@@ -874,20 +854,20 @@ def test_stopping_during_a_stream_loses_no_acknowledged_entry(
             yield stream_request(sequence, envelope)
             time.sleep(0.002)  # the stream outlasts the grace period
 
-    def consume() -> None:
+    def consume(stub: ledger_service_pb2_grpc.LedgerServiceStub) -> None:
         try:
-            responses.extend(connections(LUALABA).ledger.AppendStream(requests(), timeout=60))
+            responses.extend(stub.AppendStream(requests(), timeout=60))
         except grpc.RpcError as exc:
             errors.append(exc)
 
-    client = threading.Thread(target=consume)
-    client.start()
-    try:
-        wait_for(lambda: len(stream_outcomes(list(responses))) >= 40)
-    finally:
-        thread.stop(grace=0.3)
-        client.join(30)
-        connections.close()
+    with Connections(thread, pki) as connections:
+        client = threading.Thread(target=consume, args=(connections(LUALABA).ledger,))
+        client.start()
+        try:
+            wait_for(lambda: len(stream_outcomes(list(responses))) >= 40)
+        finally:
+            thread.stop(grace=0.3)
+            client.join(30)
     assert not client.is_alive()
     assert errors, "the stream should have been cut by the shutdown"
     # The node's own ending (not gRPC cancelling the call): everything it read was answered.
@@ -928,8 +908,7 @@ def test_append_and_read_on_postgresql(
 ) -> None:
     ledger = make_ledger(tmp_path_factory.mktemp("postgres"), database_url)
     log_key = log_verifier_key(ledger)
-    with running_node(node_config(ledger, pki)) as node:
-        connections = Connections(node, pki)
+    with running_node(node_config(ledger, pki)) as node, Connections(node, pki) as connections:
         stub = connections(LUALABA).ledger
         envelope = lualaba_extraction()
         response = stub.Append(append_request(envelope, [LUALABA]))
@@ -945,4 +924,3 @@ def test_append_and_read_on_postgresql(
                 ALREADY_LOGGED,
             )
         assert node.node.store.backend == "postgresql"
-        connections.close()
