@@ -33,10 +33,11 @@ class VerifiedState:
         return read_checkpoint(self.path, self.log_key)
 
     def advance(self, note: bytes) -> None:
-        """Save ``note`` (verified by the caller) unless the saved state is already newer."""
+        """Save ``note`` (verified by the caller) unless the saved state is already newer
+        or is this very checkpoint (nothing to write)."""
         checkpoint = open_checkpoint(note, self.log_key).checkpoint
         saved = self.load()
-        if saved is not None and saved.size > checkpoint.size:
+        if saved is not None and (saved.size > checkpoint.size or saved == checkpoint):
             return
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")

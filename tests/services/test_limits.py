@@ -53,31 +53,15 @@ from tests.services.rpc_support import (
 
 WINDOW = 8
 STREAMS = 2
-
-
-@pytest.fixture(scope="module")
-def ledger(tmp_path_factory: pytest.TempPathFactory) -> Ledger:
-    return new_ledger(tmp_path_factory.mktemp("limits"))
-
-
-@pytest.fixture(scope="module")
-def node(ledger: Ledger, pki: Pki) -> Iterator[NodeThread]:
-    config = node_config(
-        ledger,
-        pki,
-        max_in_flight_per_stream=WINDOW,
-        max_message_bytes=40_000,
-        max_streams_per_partner=STREAMS,
-    )
-    with running_node(config) as thread:
-        yield thread
-
-
-@pytest.fixture(scope="module")
-def connect(node: NodeThread, pki: Pki) -> Iterator[Connections]:
-    connections = Connections(node, pki)
-    yield connections
-    connections.close()
+NODE_LIMITS = {
+    "max_in_flight_per_stream": WINDOW,
+    "max_message_bytes": 40_000,
+    "max_streams_per_partner": STREAMS,
+}
+SETTLED_AFTER = 0.3
+"""A client that stops reading: the node has stopped once nothing moved for this long."""
+SETTLE_AT_MOST = 3.0
+"""...or after this long in all, whatever moved (the bound the checks then judge)."""
 
 
 def test_a_receipt_too_big_for_trailers_is_replaced_by_its_index(
@@ -102,11 +86,26 @@ def test_a_receipt_too_big_for_trailers_is_replaced_by_its_index(
     assert info.metadata["index"] == str(first.receipt.index)
 
 
+async def _settled(progress: Callable[[], tuple[int, int]]) -> None:
+    """Wait until ``progress`` (entries appended, messages taken) shows at least WINDOW
+    entries appended and then stays the same for SETTLED_AFTER; SETTLE_AT_MOST in all."""
+    started = time.monotonic()
+    last, since = progress(), started
+    while (now := time.monotonic()) - started < SETTLE_AT_MOST:
+        if last[0] >= WINDOW and now - since >= SETTLED_AFTER:
+            return
+        await asyncio.sleep(0.02)
+        current = progress()
+        if current != last:
+            last, since = current, time.monotonic()
+
+
 def appended_while_not_reading(
     node: NodeThread, pki: Pki, messages: Iterable[ledger_service_pb2.AppendStreamRequest]
 ) -> tuple[int, int]:
-    """Send ``messages`` on an AppendStream whose answers are never read; after three
-    seconds, how many entries the node appended and how many messages were taken."""
+    """Send ``messages`` on an AppendStream whose answers are never read; once the node
+    has stopped taking entries (``_settled``), how many entries it appended and how many
+    messages were taken."""
     before = node.node.sequencer.size
     taken = 0
 
@@ -126,7 +125,7 @@ def appended_while_not_reading(
         )
         try:
             call = ledger_service_pb2_grpc.LedgerServiceStub(channel).AppendStream(requests())
-            await asyncio.sleep(3)  # reading nothing
+            await _settled(lambda: (node.node.sequencer.size - before, taken))  # reading nothing
             appended = node.node.sequencer.size - before
             call.cancel()
             return appended
