@@ -85,25 +85,28 @@ _FACILITY_PREFIX = "facility:"
 _T = TypeVar("_T")
 
 
-def build_bundle(store: LogStore, lot_id: str) -> ProvenanceBundle:
-    """The provenance bundle of ``lot_id`` against the latest checkpoint.
+def build_bundle(store: LogStore, lot_id: str, conn: Connection | None = None) -> ProvenanceBundle:
+    """The provenance bundle of ``lot_id`` against the latest checkpoint, read in one
+    snapshot (``conn``'s, when given: what else the caller reads there agrees with it).
 
     ``NotFoundError`` for a lot the log does not know (or that no signed
     checkpoint covers yet); ``LogIntegrityError`` if storage contradicts itself.
     """
-    with store.snapshot() as conn:
-        checkpoint = store.latest_checkpoint(conn)
-        if checkpoint is None:
-            raise LogNotInitialisedError("no log in this database: run `custody init` first")
-        view = DomainStore(store.engine).view(conn)
-        graph = upstream(view, lot_id)  # NotFoundError for an unknown lot
-        traced = next(lot for lot in graph.lots if lot.lot_id == lot_id)
-        if traced.created_index >= checkpoint.tree_size:
-            raise NotFoundError(f"lot {lot_id!r} is not yet covered by a signed checkpoint")
-        selection = _Selection(conn, checkpoint.tree_size)
-        _select_graph(selection, view, graph)
-        selection.complete_governance()
-        entries = _entries(store, conn, selection.leaves, checkpoint)
+    if conn is None:
+        with store.snapshot() as snapshot:
+            return build_bundle(store, lot_id, snapshot)
+    checkpoint = store.latest_checkpoint(conn)
+    if checkpoint is None:
+        raise LogNotInitialisedError("no log in this database: run `custody init` first")
+    view = DomainStore(store.engine).view(conn)
+    graph = upstream(view, lot_id)  # NotFoundError for an unknown lot
+    traced = next(lot for lot in graph.lots if lot.lot_id == lot_id)
+    if traced.created_index >= checkpoint.tree_size:
+        raise NotFoundError(f"lot {lot_id!r} is not yet covered by a signed checkpoint")
+    selection = _Selection(conn, checkpoint.tree_size)
+    _select_graph(selection, view, graph)
+    selection.complete_governance()
+    entries = _entries(store, conn, selection.leaves, checkpoint)
     return ProvenanceBundle(lot_id=lot_id, checkpoint=checkpoint.note, entries=entries)
 
 

@@ -9,7 +9,7 @@ from ledger.bundle_builder import build_bundle
 from ledger.domain.payloads import check_id
 from ledger.domain.provenance import ElementComposition, origin_composition
 from ledger.domain.records import Lot, LotOrigin, LotState
-from ledger.errors import AdmissionRuleError, BundleTooLargeError, MalformedError, NotFoundError
+from ledger.errors import AdmissionRuleError, BundleTooLargeError, NotFoundError
 from ledger.storage.domain_store import DomainStore
 from ledger.storage.log_store import LogStore
 from services.access import AccessGuard
@@ -122,8 +122,9 @@ class ProvenanceServicer(provenance_service_pb2_grpc.ProvenanceServiceServicer):
         return await asyncio.to_thread(self._lot_with_history, _lot_id(request.lot_id))
 
     def _trace(self, lot_id: str) -> provenance_service_pb2.TraceResponse:
-        bundle = build_bundle(self.store, lot_id)
-        composition = origin_composition(self.domain.view(), lot_id)
+        with self.store.snapshot() as conn:  # the composition of the bundle's state
+            bundle = build_bundle(self.store, lot_id, conn)
+            composition = origin_composition(self.domain.view(conn), lot_id)
         response = provenance_service_pb2.TraceResponse(
             bundle=bundle.to_proto(),
             composition=[element_origins(composition[e]) for e in sorted(composition)],
@@ -146,10 +147,10 @@ class ProvenanceServicer(provenance_service_pb2_grpc.ProvenanceServiceServicer):
 
 
 def _lot_id(lot_id: str) -> str:
-    """A lot id as the rules admit them; anything else (a NUL, which PostgreSQL cannot
-    even compare) is refused before any query."""
+    """A lot id the rules could have admitted; for any other there is no such lot, said
+    before any query (a NUL, say, which PostgreSQL refuses to even compare)."""
     try:
         check_id(lot_id, "lot_id")
-    except AdmissionRuleError as exc:
-        raise MalformedError(str(exc)) from None
+    except AdmissionRuleError:
+        raise NotFoundError(f"no lot {lot_id!r}") from None
     return lot_id
