@@ -18,7 +18,6 @@ import contextlib
 import datetime as dt
 import ipaddress
 import os
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ledger.domain.payloads import PARTNER_ID_PATTERN
 from ledger.errors import ConfigurationError, KeyFileError
+from ledger.keys import fsync_dir, make_private_dirs, read_private_file
 from ledger.tls_identity import partner_uri
 
 CA_CERTIFICATE_FILE = "ca.pem"
@@ -43,7 +43,6 @@ DEFAULT_SERVER_IP_ADDRESSES = ("127.0.0.1",)
 # does not reject a certificate issued a moment ago.
 _CLOCK_SKEW = dt.timedelta(minutes=5)
 _KEY_FILE_MODE = 0o600
-_DIR_MODE = 0o700
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +288,7 @@ def _write_pair(
     key: ec.EllipticCurvePrivateKey,
 ) -> None:
     """Write the key then the certificate; on failure leave neither behind."""
-    _make_private_dir(certificate_path.parent)
+    make_private_dirs(certificate_path.parent)
     _write_new(key_path, _private_key_pem(key), _KEY_FILE_MODE)
     try:
         _write_new(certificate_path, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
@@ -313,6 +312,7 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        fsync_dir(path.parent)
     except BaseException as exc:
         if fd >= 0:
             os.close(fd)
@@ -321,19 +321,6 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
         if isinstance(exc, OSError):
             raise ConfigurationError(f"cannot write {path}: {exc.strerror}") from exc
         raise
-
-
-def _make_private_dir(directory: Path) -> None:
-    # Only directories created here are made 0700; an existing one is the user's to manage.
-    if directory.exists():
-        return
-    try:
-        directory.mkdir(mode=_DIR_MODE, parents=True)
-    except FileExistsError:
-        return
-    except OSError as exc:
-        raise ConfigurationError(f"cannot create {directory}: {exc.strerror}") from exc
-    directory.chmod(_DIR_MODE)
 
 
 def _private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -359,18 +346,7 @@ def _load_certificate(path: Path) -> x509.Certificate:
 
 def _load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
     """Read a key file, refusing one others can read, as ``ledger.keys`` does."""
-    try:
-        info = path.stat()
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise KeyFileError(f"key file {path} does not exist") from None
-    except OSError as exc:
-        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from exc
-    mode = stat.S_IMODE(info.st_mode)
-    if mode & 0o077:
-        raise KeyFileError(
-            f"key file {path} has permissions {mode:04o}, readable by others; run: chmod 600 {path}"
-        )
+    data = read_private_file(path)
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:

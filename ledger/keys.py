@@ -79,12 +79,12 @@ def save_private_key(
         format=serialization.PrivateFormat.PKCS8,
         encryption_algorithm=encryption,
     )
-    _make_private_dirs(path.parent)
+    make_private_dirs(path.parent)
     if not overwrite:
         try:
             _write_new(path, pem)
             # Make the new directory entry durable too: losing a log key loses the log.
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         except FileExistsError:
             raise KeyFileError(f"key file {path} already exists; refusing to overwrite") from None
         except OSError as exc:
@@ -94,7 +94,7 @@ def save_private_key(
     try:
         _write_new(tmp, pem)
         tmp.replace(path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -103,7 +103,7 @@ def save_private_key(
 
 def load_private_key(path: Path, passphrase: bytes | None = None) -> Ed25519PrivateKey:
     """Read an Ed25519 PKCS#8 PEM key file, refusing files others can read."""
-    data = _read_private_file(path)
+    data = read_private_file(path)
     if not data.lstrip().startswith(b"-----BEGIN "):
         raise KeyFileError(f"key file {path} is not PEM")
     encrypted = any(marker in data for marker in _ENCRYPTED_MARKERS)
@@ -125,7 +125,9 @@ def load_private_key(path: Path, passphrase: bytes | None = None) -> Ed25519Priv
     return key
 
 
-def _read_private_file(path: Path) -> bytes:
+def read_private_file(path: Path) -> bytes:
+    """The bytes of a private key file: a regular file no one else may read (checked on
+    the open file, not the path). ``KeyFileError`` otherwise."""
     try:
         # O_NONBLOCK: a FIFO planted at the path must not hang us before the S_ISREG check.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -171,7 +173,9 @@ def _write_new(path: Path, data: bytes) -> None:
     os.close(fd)
 
 
-def _make_private_dirs(directory: Path) -> None:
+def make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and any missing parent, each 0700; existing ones are left as
+    they are."""
     # Path.mkdir(parents=True) gives intermediate directories the default mode; create
     # each missing one ourselves so every directory we create is 0700.
     missing: list[Path] = []
@@ -189,7 +193,8 @@ def _make_private_dirs(directory: Path) -> None:
         created.chmod(_DIR_MODE)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a file created or renamed in ``directory`` durable (where supported)."""
     # Makes the rename durable; not every platform or filesystem supports it.
     try:
         fd = os.open(directory, os.O_RDONLY)
