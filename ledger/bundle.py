@@ -418,10 +418,12 @@ def _check_lot_chains(lot_id: str, leaves: Mapping[int, Leaf]) -> tuple[str, ...
     """Step 5; returns the lot ids walked (the traced lot and its upstream), sorted."""
     links: dict[int, dict[str, int | None]] = {}
     newest: dict[str, int] = {}  # lot subject -> newest included leaf touching it
+    touching: dict[str, int] = {}  # lot subject -> how many included leaves touch it
     for index, leaf in leaves.items():  # ascending, so the last write is the newest
         links[index] = _lot_links(leaf)
         for subject in links[index]:
             newest[subject] = index
+            touching[subject] = touching.get(subject, 0) + 1
 
     traced = LOT_SUBJECT_PREFIX + lot_id
     if traced not in newest:
@@ -430,6 +432,7 @@ def _check_lot_chains(lot_id: str, leaves: Mapping[int, Leaf]) -> tuple[str, ...
     while pending:
         subject = pending.pop()
         index = newest[subject]
+        chain_length = 1
         # Walk back to the leaf that created the lot: the one with no previous leaf.
         while (prev := links[index][subject]) is not None:
             if prev not in links:
@@ -443,6 +446,14 @@ def _check_lot_chains(lot_id: str, leaves: Mapping[int, Leaf]) -> tuple[str, ...
                     index=index,
                 )
             index = prev
+            chain_length += 1
+        if chain_length != touching[subject]:
+            # A leaf of the lot off its chain: two leaves claim one predecessor.
+            raise LogIntegrityError(
+                f"{touching[subject]} leaves of the bundle touch {subject} but its chain "
+                f"holds {chain_length}",
+                index=newest[subject],
+            )
         # The created lot's inputs are the leaf's lots that already existed.
         for other, other_prev in links[index].items():
             if other_prev is not None and other not in walked:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,9 @@ from services import provenance_service
 from services.config import load_config
 from services.errors import status_code_for
 from services.rpc import RefuseUndecodable
-from tests.services.node_support import Ledger, NodeThread, Pki, node_config, running_node
+from tests.services.node_support import NodeThread, Pki, node_config
 from tests.services.rpc_support import (
+    SAMPLE_SIZE,
     Connections,
     append_request,
     lualaba_extraction,
@@ -49,6 +50,7 @@ from tests.services.rpc_support import (
     stream_outcomes,
     stream_request,
     unchanged,
+    wait_for,
 )
 
 WINDOW = 8
@@ -352,16 +354,15 @@ def test_idle_streams_end_promptly_and_say_why_when_the_node_stops(
     the whole grace period and not with a quiet OK a mirror would take for the end."""
     ledger = new_ledger(tmp_path_factory.mktemp("idle"))
     thread = NodeThread(node_config(ledger, pki))
-    connections = Connections(thread, pki)
     errors: dict[str, grpc.RpcError] = {}
+    followed: list[int] = []  # the indices the follower received
+    answered: list[ledger_service_pb2.StreamOutcome] = []  # the appender's outcomes
     idle = threading.Event()
 
-    def follow() -> None:
+    def follow(stub: ledger_service_pb2_grpc.LedgerServiceStub) -> None:
         try:
-            for _ in connections("baltic-cells").ledger.Follow(
-                ledger_service_pb2.FollowRequest(start_index=0)
-            ):
-                pass
+            for response in stub.Follow(ledger_service_pb2.FollowRequest(start_index=0)):
+                followed.extend(entry.index for entry in response.entries)
         except grpc.RpcError as exc:
             errors["follow"] = exc
 
@@ -369,26 +370,45 @@ def test_idle_streams_end_promptly_and_say_why_when_the_node_stops(
         yield stream_request(0, lualaba_extraction())
         idle.wait(30)  # the client has nothing more to send for now
 
-    def append() -> None:
+    def append(stub: ledger_service_pb2_grpc.LedgerServiceStub) -> None:
         try:
-            list(connections(LUALABA).ledger.AppendStream(append_then_wait()))
+            for response in stub.AppendStream(append_then_wait()):
+                answered.extend(response.outcomes)
         except grpc.RpcError as exc:
             errors["append"] = exc
 
-    clients = [threading.Thread(target=follow), threading.Thread(target=append)]
-    for client in clients:
-        client.start()
-    try:
-        time.sleep(1.0)
-        started = time.monotonic()
-        thread.stop(grace=20)
-        stopped_in = time.monotonic() - started
-    finally:
-        idle.set()
+    def open_streams(method: str) -> float | None:
+        return thread.node.metrics.registry.get_sample_value(
+            "custody_open_streams", {"method": method}
+        )
+
+    def both_idle() -> bool:
+        """The appender has its one answer, the follower every entry (that one too), and
+        both streams are still open: each waits for what comes next."""
+        return (
+            len(answered) == 1
+            and followed == list(range(SAMPLE_SIZE + 1))
+            and open_streams("Follow") == open_streams("AppendStream") == 1
+        )
+
+    with Connections(thread, pki) as connections:
+        clients = [
+            threading.Thread(target=follow, args=(connections("baltic-cells").ledger,)),
+            threading.Thread(target=append, args=(connections(LUALABA).ledger,)),
+        ]
         for client in clients:
-            client.join(30)
-        connections.close()
+            client.start()
+        try:
+            wait_for(both_idle)
+            started = time.monotonic()
+            thread.stop(grace=20)
+            stopped_in = time.monotonic() - started
+        finally:
+            idle.set()
+            for client in clients:
+                client.join(30)
     assert stopped_in < 10  # not the 20 s grace
+    assert answered[0].WhichOneof("outcome") == "receipt", answered[0].refusal
     for name in ("follow", "append"):
         assert refusal(errors[name]) == (grpc.StatusCode.UNAVAILABLE, "UNAVAILABLE"), name
         assert "shutting down" in (errors[name].details() or ""), name

@@ -42,14 +42,12 @@ from custody.v1 import (
 )
 from ledger.domain.records import EVENT_PAYLOAD_TYPE, GOVERNANCE_PAYLOAD_TYPE
 from ledger.note import VerifierKey
-from tests.services.node_support import Ledger, NodeThread, Pki, node_config, running_node
+from tests.services.node_support import NodeThread
 from tests.services.rpc_support import (
     Code,
     Connections,
     log_state,
-    log_verifier_key,
     lualaba_extraction,
-    new_ledger,
     refusal,
     stream_message,
     stream_outcomes,
@@ -69,31 +67,8 @@ CLIENT_CODES = {
 CODES = {code.value[0]: code for code in Code}
 PARTNER_IDS = [partner.partner_id for partner in SAMPLE_PARTNERS]
 MAX_MESSAGE_BYTES = 4 << 20
+NODE_LIMITS = {"max_message_bytes": MAX_MESSAGE_BYTES}
 HUGE = bytes((1 << 20) + 1)
-
-
-@pytest.fixture(scope="module")
-def ledger(tmp_path_factory: pytest.TempPathFactory) -> Ledger:
-    return new_ledger(tmp_path_factory.mktemp("malformed"))
-
-
-@pytest.fixture(scope="module")
-def node(ledger: Ledger, pki: Pki) -> Iterator[NodeThread]:
-    config = node_config(ledger, pki, max_message_bytes=MAX_MESSAGE_BYTES)
-    with running_node(config) as thread:
-        yield thread
-
-
-@pytest.fixture(scope="module")
-def log_key(ledger: Ledger) -> VerifierKey:
-    return log_verifier_key(ledger)
-
-
-@pytest.fixture(scope="module")
-def connect(node: NodeThread, pki: Pki) -> Iterator[Connections]:
-    connections = Connections(node, pki)
-    yield connections
-    connections.close()
 
 
 def raw_unary(channel: grpc.Channel, method: str) -> Callable[[bytes], bytes]:

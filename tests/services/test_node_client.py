@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,28 +34,23 @@ from custody.v1 import event_pb2
 from ledger import merkle
 from ledger.domain.records import EVENT_PAYLOAD_TYPE
 from ledger.dsse import keyid_for
-from ledger.keys import load_private_key, public_key_bytes, save_private_key
+from ledger.keys import public_key_bytes, save_private_key
 from ledger.leaf import verify_leaf_signatures
 from ledger.merkle import InclusionProof
-from ledger.note import NoteSigner, VerifierKey
+from ledger.note import VerifierKey
 from ledger.receipts import Receipt, verify_receipt
 from ledger.storage import LogStore
-from ledger.storage.database import sqlite_url
 from tests.services.node_support import (
-    ORIGIN,
     Ledger,
     NodeThread,
     Pki,
-    make_ledger,
-    node_config,
-    running_node,
 )
+from tests.services.rpc_support import SAMPLE_SIZE
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENT = REPO / "tests" / "node" / "append_client.mjs"
 NODE_PACKAGES = ("@grpc/grpc-js", "@grpc/proto-loader", "protobufjs")
 REQUIRE_NODE_ENV = "CUSTODY_REQUIRE_NODE"
-SAMPLE_SIZE = 55
 EVENT_TIME = "2026-05-04T09:30:00Z"
 
 
@@ -126,14 +120,14 @@ class Setup:
 
 
 @pytest.fixture(scope="module")
-def setup(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    node_path = node_executable()
-    directory = tmp_path_factory.mktemp("node-client")
-    ledger = make_ledger(directory / "ledger", sqlite_url(directory / "ledger" / "custody.db"))
-    keys = directory / "keys"
-    keys.mkdir()
-    with running_node(node_config(ledger, pki)) as node:
-        yield Setup(node_path, pki, ledger, node, keys)
+def setup(
+    request: pytest.FixtureRequest, pki: Pki, tmp_path_factory: pytest.TempPathFactory
+) -> Setup:
+    node_path = node_executable()  # skips before any node starts
+    ledger: Ledger = request.getfixturevalue("ledger")
+    node: NodeThread = request.getfixturevalue("node")
+    keys = tmp_path_factory.mktemp("node-client-keys")
+    return Setup(node_path, pki, ledger, node, keys)
 
 
 def expected_assay(event_id: str, partner_id: str) -> event_pb2.Event:
@@ -162,7 +156,7 @@ def expected_assay(event_id: str, partner_id: str) -> event_pb2.Event:
     return event
 
 
-def test_node_client_appends_and_verifies_its_receipt(setup: Setup) -> None:
+def test_node_client_appends_and_verifies_its_receipt(setup: Setup, log_key: VerifierKey) -> None:
     event_id = "urn:uuid:5b0c1d52-2f57-4c1e-9d7e-0b6c3f4e8a01"
     before = setup.log_size()
     result = setup.run_client(BOTHNIA, BOTHNIA, event_id, expect_refusal=False)
@@ -184,7 +178,6 @@ def test_node_client_appends_and_verifies_its_receipt(setup: Setup) -> None:
     assert base64.b64decode(result["leaf"], validate=True) == stored.leaf_bytes
 
     # The receipt as Node received it holds, against the log's own key.
-    log_key: VerifierKey = NoteSigner(ORIGIN, load_private_key(setup.ledger.log_key)).verifier_key()
     receipt = Receipt(
         index=index,
         leaf=stored.leaf_bytes,

@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import threading
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
@@ -24,11 +23,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from clients.sample.consortium import BALTIC, FINAL_LOT_ID, LUALABA, MERIDIAN
 from custody.v1 import event_pb2, ledger_service_pb2, registry_service_pb2
+from ledger.checkpoint import open_checkpoint
 from ledger.errors import ConfigurationError
 from ledger.wire import REQUEST_ID_METADATA
 from services.config import NodeConfig, load_config
 from services.node import SERVICE_NAMES
 from tests.services.node_support import (
+    ORIGIN,
     STRANGER,
     Ledger,
     NodeThread,
@@ -37,11 +38,13 @@ from tests.services.node_support import (
     running_node,
 )
 from tests.services.rpc_support import (
+    SAMPLE_SIZE,
     Code,
     Connections,
     append_request,
     error_infos,
     log_state,
+    log_verifier_key,
     lualaba_extraction,
     new_ledger,
     refused,
@@ -53,25 +56,21 @@ from tests.services.rpc_support import (
     wait_for,
 )
 
-SAMPLE_SIZE = 55
-
-
-@pytest.fixture(scope="module")
-def ledger(tmp_path_factory: pytest.TempPathFactory) -> Ledger:
-    return new_ledger(tmp_path_factory.mktemp("ops"))
-
-
-@pytest.fixture(scope="module")
-def node(ledger: Ledger, pki: Pki) -> Iterator[NodeThread]:
-    with running_node(node_config(ledger, pki)) as thread:
-        yield thread
-
-
-@pytest.fixture(scope="module")
-def connect(node: NodeThread, pki: Pki) -> Iterator[Connections]:
-    connections = Connections(node, pki)
-    yield connections
-    connections.close()
+CUSTODY_SERVICES = {
+    "custody.v1.LedgerService",
+    "custody.v1.RegistryService",
+    "custody.v1.ProvenanceService",
+}
+LEDGER_METHODS = [
+    "Append",
+    "AppendStream",
+    "GetCheckpoint",
+    "GetEntry",
+    "GetEntries",
+    "GetInclusionProof",
+    "GetConsistencyProof",
+    "Follow",
+]
 
 
 # --- configuration ---------------------------------------------------------------------
@@ -113,14 +112,17 @@ def test_a_node_runs_from_a_configuration_file(pki: Pki, tmp_path: Path) -> None
     assert config.limits.max_batch == 50
     assert config.metrics.listen == ""
     assert config.log_key_path == ledger.data_dir / "log-key.pem"
-    with running_node(config) as node:
+    with running_node(config) as node, Connections(node, pki) as connections:
         assert node.node.metrics_endpoint is None
-        connections = Connections(node, pki)
         response = connections(BALTIC).ledger.GetCheckpoint(
             ledger_service_pb2.GetCheckpointRequest()
         )
-        connections.close()
-    assert b"\n55\n" in response.checkpoint
+    origin, size = response.checkpoint.split(b"\n")[:2]
+    assert (origin, size) == (ORIGIN.encode(), str(SAMPLE_SIZE).encode())
+    assert (
+        open_checkpoint(response.checkpoint, log_verifier_key(ledger)).checkpoint.size
+        == SAMPLE_SIZE
+    )
 
 
 def test_the_environment_overrides_the_file(pki: Pki, tmp_path: Path) -> None:
@@ -278,13 +280,11 @@ def test_reflection_lists_the_custody_services(connect: Connections) -> None:
     response = _reflect(
         connect(MERIDIAN).channel, reflection_pb2.ServerReflectionRequest(list_services="")
     )
-    names = {service.name for service in response.list_services_response.service}
-    assert {
-        "custody.v1.LedgerService",
-        "custody.v1.RegistryService",
-        "custody.v1.ProvenanceService",
-    } <= names
-    assert {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
+    listed = [service.name for service in response.list_services_response.service]
+    assert set(SERVICE_NAMES) == CUSTODY_SERVICES
+    assert sorted(listed) == sorted(
+        [*CUSTODY_SERVICES, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"]
+    )
 
 
 def test_reflection_serves_the_schemas(connect: Connections) -> None:
@@ -296,9 +296,13 @@ def test_reflection_serves_the_schemas(connect: Connections) -> None:
         descriptor_pb2.FileDescriptorProto.FromString(raw)
         for raw in response.file_descriptor_response.file_descriptor_proto
     ]
-    ledger_file = next(f for f in files if f.name == "custody/v1/ledger_service.proto")
-    methods = {m.name for m in ledger_file.service[0].method}
-    assert {"Append", "AppendStream", "GetEntries", "Follow"} <= methods
+    (ledger_file,) = [f for f in files if f.name == "custody/v1/ledger_service.proto"]
+    assert [service.name for service in ledger_file.service] == ["LedgerService"]
+    assert [m.name for m in ledger_file.service[0].method] == LEDGER_METHODS
+    # The schema the node was built with, as compiled.
+    assert ledger_file == descriptor_pb2.FileDescriptorProto.FromString(
+        ledger_service_pb2.DESCRIPTOR.serialized_pb
+    )
 
 
 # --- metrics ---------------------------------------------------------------------------
@@ -325,43 +329,42 @@ def test_the_prometheus_endpoint(pki: Pki, tmp_path: Path) -> None:
     with running_node(node_config(ledger, pki)) as node:
         metrics = _scrape(node)
         assert metrics[("custody_tree_size", ())] == SAMPLE_SIZE
-        connections = Connections(node, pki)
-        stub = connections(LUALABA).ledger
-        envelope = lualaba_extraction()
-        stub.Append(append_request(envelope, [LUALABA]))
-        refused(
-            lambda: stub.Append(append_request(envelope, [LUALABA])),
-            Code.ALREADY_EXISTS,
-            None,
-        )
-        not_held = event_pb2.Dispatch(
-            lot_id=FINAL_LOT_ID, to_partner_id=MERIDIAN, mass_grams=1, transport="road"
-        )
-        for _ in range(2):
+        with Connections(node, pki) as connections:
+            stub = connections(LUALABA).ledger
+            envelope = lualaba_extraction()
+            stub.Append(append_request(envelope, [LUALABA]))
             refused(
-                lambda: stub.Append(append_request(signed_event(LUALABA, not_held), [LUALABA])),
-                Code.FAILED_PRECONDITION,
-                "LOT_NOT_HELD",
+                lambda: stub.Append(append_request(envelope, [LUALABA])),
+                Code.ALREADY_EXISTS,
+                None,
             )
-        refused(
-            lambda: connections(STRANGER).ledger.GetCheckpoint(
-                ledger_service_pb2.GetCheckpointRequest()
-            ),
-            Code.PERMISSION_DENIED,
-            "NOT_A_PARTNER",
-        )
-        # Refused before any batch: counted all the same.
-        refused(
-            lambda: connections(STRANGER).ledger.Append(append_request(envelope, [LUALABA])),
-            Code.PERMISSION_DENIED,
-            "NOT_A_PARTNER",
-        )
-        list(
-            connections(BALTIC).ledger.GetEntries(
-                ledger_service_pb2.GetEntriesRequest(start=0, end=3)
+            not_held = event_pb2.Dispatch(
+                lot_id=FINAL_LOT_ID, to_partner_id=MERIDIAN, mass_grams=1, transport="road"
             )
-        )
-        connections.close()
+            for _ in range(2):
+                refused(
+                    lambda: stub.Append(append_request(signed_event(LUALABA, not_held), [LUALABA])),
+                    Code.FAILED_PRECONDITION,
+                    "LOT_NOT_HELD",
+                )
+            refused(
+                lambda: connections(STRANGER).ledger.GetCheckpoint(
+                    ledger_service_pb2.GetCheckpointRequest()
+                ),
+                Code.PERMISSION_DENIED,
+                "NOT_A_PARTNER",
+            )
+            # Refused before any batch: counted all the same.
+            refused(
+                lambda: connections(STRANGER).ledger.Append(append_request(envelope, [LUALABA])),
+                Code.PERMISSION_DENIED,
+                "NOT_A_PARTNER",
+            )
+            list(
+                connections(BALTIC).ledger.GetEntries(
+                    ledger_service_pb2.GetEntriesRequest(start=0, end=3)
+                )
+            )
         metrics = _scrape(node)
     assert metrics[("custody_tree_size", ())] == SAMPLE_SIZE + 1
     assert metrics[("custody_entries_appended_total", ())] == 1
@@ -416,29 +419,27 @@ def test_a_frontend_reads_what_another_just_committed(tmp_path: Path, pki: Pki) 
     slow = dataclasses.replace(
         writer_config, sequencer=dataclasses.replace(writer_config.sequencer, poll_seconds=600.0)
     ).check()
-    with running_node(writer_config) as writer, running_node(slow) as reader:
-        writers, readers = Connections(writer, pki), Connections(reader, pki)
-        try:
-            response = writers(LUALABA).ledger.Append(
-                append_request(lualaba_extraction(), [LUALABA])
-            )
-            index = response.receipt.index
-            entry = readers(BALTIC).ledger.GetEntry(ledger_service_pb2.GetEntryRequest(index=index))
-            assert entry.entry.leaf == response.receipt.leaf
-            chunks = readers(BALTIC).ledger.GetEntries(
-                ledger_service_pb2.GetEntriesRequest(start=index, end=index + 1)
-            )
-            assert [e.leaf for chunk in chunks for e in chunk.entries] == [response.receipt.leaf]
-            refused(
-                lambda: readers(BALTIC).ledger.GetEntry(
-                    ledger_service_pb2.GetEntryRequest(index=index + 1)
-                ),
-                Code.OUT_OF_RANGE,
-                None,
-            )
-        finally:
-            writers.close()
-            readers.close()
+    with (
+        running_node(writer_config) as writer,
+        running_node(slow) as reader,
+        Connections(writer, pki) as writers,
+        Connections(reader, pki) as readers,
+    ):
+        response = writers(LUALABA).ledger.Append(append_request(lualaba_extraction(), [LUALABA]))
+        index = response.receipt.index
+        entry = readers(BALTIC).ledger.GetEntry(ledger_service_pb2.GetEntryRequest(index=index))
+        assert entry.entry.leaf == response.receipt.leaf
+        chunks = readers(BALTIC).ledger.GetEntries(
+            ledger_service_pb2.GetEntriesRequest(start=index, end=index + 1)
+        )
+        assert [e.leaf for chunk in chunks for e in chunk.entries] == [response.receipt.leaf]
+        refused(
+            lambda: readers(BALTIC).ledger.GetEntry(
+                ledger_service_pb2.GetEntryRequest(index=index + 1)
+            ),
+            Code.OUT_OF_RANGE,
+            None,
+        )
 
 
 def test_open_streams_are_counted(node: NodeThread, connect: Connections) -> None:
@@ -546,8 +547,10 @@ def test_calls_beyond_max_concurrent_rpcs_are_resource_exhausted(pki: Pki, tmp_p
     """docs/grpc.md: a full node refuses further calls at once (gRPC's own status, no
     ErrorInfo) rather than queueing them; once the slot is free it serves again."""
     ledger = new_ledger(tmp_path / "ledger")
-    with running_node(node_config(ledger, pki, max_concurrent_rpcs=1)) as node:
-        connections = Connections(node, pki)
+    with (
+        running_node(node_config(ledger, pki, max_concurrent_rpcs=1)) as node,
+        Connections(node, pki) as connections,
+    ):
         request = ledger_service_pb2.GetCheckpointRequest()
         follow = connections(BALTIC).ledger.Follow(
             ledger_service_pb2.FollowRequest(start_index=0), timeout=30
@@ -574,7 +577,6 @@ def test_calls_beyond_max_concurrent_rpcs_are_resource_exhausted(pki: Pki, tmp_p
             return False
 
         wait_for(served)
-        connections.close()
 
 
 # --- shutdown --------------------------------------------------------------------------
@@ -583,9 +585,8 @@ def test_calls_beyond_max_concurrent_rpcs_are_resource_exhausted(pki: Pki, tmp_p
 def test_health_turns_not_serving_when_the_node_stops(pki: Pki, tmp_path: Path) -> None:
     ledger = new_ledger(tmp_path / "ledger")
     node = NodeThread(node_config(ledger, pki))
-    connections = Connections(node, pki)
     statuses: list[int] = []
-    try:
+    with Connections(node, pki) as connections:
         watch = _health_watch(connections(MERIDIAN).channel)(
             health_pb2.HealthCheckRequest(service=""), timeout=30
         )
@@ -595,24 +596,24 @@ def test_health_turns_not_serving_when_the_node_stops(pki: Pki, tmp_path: Path) 
         with contextlib.suppress(grpc.RpcError):  # the stream ends with the server
             statuses.extend(response.status for response in watch)
         stopper.join(30)
-    finally:
-        connections.close()
     assert statuses[0] == health_pb2.HealthCheckResponse.SERVING
     assert health_pb2.HealthCheckResponse.NOT_SERVING in statuses[1:]
 
 
 def test_a_stopped_node_is_unavailable_and_its_log_intact(pki: Pki, tmp_path: Path) -> None:
     ledger = new_ledger(tmp_path / "ledger")
-    with running_node(node_config(ledger, pki)) as node:
-        connections = Connections(node, pki)
-        stub = connections(LUALABA).ledger
-        stub.Append(append_request(lualaba_extraction(), [LUALABA]))
-        size = log_state(node).tree_size
-    refused(
-        lambda: stub.GetCheckpoint(ledger_service_pb2.GetCheckpointRequest(), timeout=5),
-        Code.UNAVAILABLE,
-        None,
-    )
-    connections.close()
+    node = NodeThread(node_config(ledger, pki))
+    with Connections(node, pki) as connections:
+        try:
+            stub = connections(LUALABA).ledger
+            stub.Append(append_request(lualaba_extraction(), [LUALABA]))
+            size = log_state(node).tree_size
+        finally:
+            node.stop()
+        refused(
+            lambda: stub.GetCheckpoint(ledger_service_pb2.GetCheckpointRequest(), timeout=5),
+            Code.UNAVAILABLE,
+            None,
+        )
     with running_node(node_config(ledger, pki)) as again:
         assert log_state(again).tree_size == size == SAMPLE_SIZE + 1

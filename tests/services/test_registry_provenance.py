@@ -8,7 +8,7 @@ the module.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -48,43 +48,23 @@ from custody.v1 import (
 from ledger.bundle import ProvenanceBundle, verify_bundle
 from ledger.errors import VerificationError
 from ledger.note import VerifierKey
-from tests.services.node_support import Ledger, NodeThread, Pki, node_config, running_node
+from tests.services.node_support import NodeThread, Pki
 from tests.services.rpc_support import (
+    SAMPLE_SIZE,
     Code,
     Connections,
     Stubs,
-    log_verifier_key,
-    new_ledger,
     refused,
     unchanged,
 )
 
-SAMPLE_SIZE = 55
 PARTNER_IDS = [partner.partner_id for partner in SAMPLE_PARTNERS]
 FACILITY_IDS = [facility.facility_id for facility in SAMPLE_FACILITIES]
 
 
 @pytest.fixture(scope="module")
-def ledger(tmp_path_factory: pytest.TempPathFactory) -> Ledger:
-    return new_ledger(tmp_path_factory.mktemp("registry"))
-
-
-@pytest.fixture(scope="module")
-def node(ledger: Ledger, pki: Pki) -> Iterator[NodeThread]:
-    with running_node(node_config(ledger, pki)) as thread:
-        yield thread
-
-
-@pytest.fixture(scope="module")
-def stubs(node: NodeThread, pki: Pki) -> Iterator[Stubs]:
-    connections = Connections(node, pki)
-    yield connections(MERIDIAN)
-    connections.close()
-
-
-@pytest.fixture(scope="module")
-def log_key(ledger: Ledger) -> VerifierKey:
-    return log_verifier_key(ledger)
+def stubs(connect: Connections) -> Stubs:
+    return connect(MERIDIAN)
 
 
 def _registry(stubs: Stubs, size: int | None = None) -> registry_service_pb2.GetRegistryResponse:
@@ -321,13 +301,10 @@ def test_trace_composition_matches_the_hand_worked_cobalt_origins(stubs: Stubs) 
 
 def test_every_partner_sees_the_same_trace(node: NodeThread, pki: Pki, stubs: Stubs) -> None:
     """The ledger is shared: a mine and the cell maker get the same bundle bytes."""
-    connections = Connections(node, pki)
-    try:
-        request = provenance_service_pb2.TraceRequest(lot_id=FINAL_LOT_ID)
+    request = provenance_service_pb2.TraceRequest(lot_id=FINAL_LOT_ID)
+    with Connections(node, pki) as connections:
         mine = connections(LUALABA).provenance.Trace(request)
         maker = connections(BALTIC).provenance.Trace(request)
-    finally:
-        connections.close()
     assert mine.bundle.SerializeToString() == maker.bundle.SerializeToString()
     assert mine.bundle == stubs.provenance.Trace(request).bundle
 

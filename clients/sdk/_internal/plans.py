@@ -240,9 +240,14 @@ class ClientCore:
             f"size {trusted.size} verified before are not one log"
         )
         try:
-            proof = local_consistency(older, newer)
+            return (yield from self._prove_prefix(older, newer))
         except ConsistencyProofError as exc:
             raise ConsistencyProofError(f"{context}: {exc}") from exc
+
+    def _prove_prefix(self, older: Checkpoint, newer: Checkpoint) -> Plan[ConsistencyProof]:
+        """The consistency proof that ``older`` is a prefix of ``newer``: worked out locally
+        when it can be (equal sizes, the empty tree), else fetched and verified."""
+        proof = local_consistency(older, newer)
         if proof is not None:
             return proof
         request = ledger_service_pb2.GetConsistencyProofRequest(
@@ -254,14 +259,10 @@ class ClientCore:
             )
         except (NotFoundError, OutOfRangeError) as exc:
             raise ConsistencyProofError(
-                f"{context}: the node cannot prove the smaller is a prefix of the larger "
-                f"(rollback?): {exc}"
+                f"the node cannot prove the smaller is a prefix of the larger (rollback?): {exc}"
             ) from exc
         proof = consistency_of(response.proof)
-        try:
-            check_bridge(proof, older.size, older.root_hash, newer)
-        except ConsistencyProofError as exc:
-            raise ConsistencyProofError(f"{context}: {exc}") from exc
+        check_bridge(proof, older.size, older.root_hash, newer)
         return proof
 
     def _anchor(
@@ -280,19 +281,8 @@ class ClientCore:
                 f"the node proved against tree size {size}, beyond its signed size "
                 f"{latest.checkpoint.size}"
             )
-        bridge = local_consistency(
-            Checkpoint(latest.checkpoint.origin, size, root), latest.checkpoint
-        )
-        if bridge is None:
-            response = yield from _ledger_call(
-                "GetConsistencyProof",
-                ledger_service_pb2.GetConsistencyProofRequest(
-                    old_size=size, new_size=latest.checkpoint.size
-                ),
-                ledger_service_pb2.GetConsistencyProofResponse,
-            )
-            bridge = consistency_of(response.proof)
-            check_bridge(bridge, size, root, latest.checkpoint)
+        proved = Checkpoint(latest.checkpoint.origin, size, root)
+        bridge = yield from self._prove_prefix(proved, latest.checkpoint)
         return latest, bridge
 
     # --- reads and proofs -------------------------------------------------------------
