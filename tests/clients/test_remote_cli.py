@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,12 @@ from clients.sample.consortium import BOTHNIA, FINAL_LOT_ID, partner_private_key
 from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from ledger.keys import load_private_key, save_private_key
 from ledger.merkle import ConsistencyProof, InclusionProof
-from ledger.note import NoteSigner, VerifierKey
+from ledger.note import NoteSigner
 from ledger.storage.database import sqlite_url
 from tests.clients.cli_support import Cli, Entry, assay, write_entries
+from tests.clients.served_node import ServedNode, serve_sample_ledger
 from tests.services.node_support import (
     ORIGIN,
-    Ledger,
-    NodeThread,
-    Pki,
     make_ledger,
     make_pki,
     node_config,
@@ -35,17 +32,7 @@ from tests.services.node_support import (
 SAMPLE_SIZE = 55
 
 
-@dataclass(frozen=True)
-class Node:
-    thread: NodeThread
-    ledger: Ledger
-    pki: Pki
-    log_signer: NoteSigner
-
-    @property
-    def log_key(self) -> VerifierKey:
-        return self.log_signer.verifier_key()
-
+class Node(ServedNode):
     def tls_args(self, partner_id: str = BOTHNIA) -> list[str]:
         cert, key = self.pki.partner_files(partner_id)
         return [
@@ -72,11 +59,8 @@ def quiet_node() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     pki = make_pki(tmp_path_factory.mktemp("cli-pki"), sample_partner_ids())
-    directory = tmp_path_factory.mktemp("cli-ledger")
-    ledger = make_ledger(directory, sqlite_url(directory / "custody.db"))
-    signer = NoteSigner(ORIGIN, load_private_key(ledger.log_key))
-    with running_node(node_config(ledger, pki)) as thread:
-        yield Node(thread, ledger, pki, signer)
+    with serve_sample_ledger(Node, tmp_path_factory.mktemp("cli-ledger"), pki) as served:
+        yield served
 
 
 @pytest.fixture

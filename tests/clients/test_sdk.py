@@ -14,7 +14,6 @@ import hashlib
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,23 +66,17 @@ from ledger.errors import (
     UnavailableError,
     VerificationError,
 )
-from ledger.keys import generate_private_key, load_private_key
+from ledger.keys import generate_private_key
 from ledger.leaf import ZERO_HASH, chain_hash, decode_leaf, encode_leaf
 from ledger.merkle import CompactRange, InclusionProof, NodeId
-from ledger.note import NoteSigner, VerifierKey
-from ledger.storage.database import sqlite_url
+from ledger.note import NoteSigner
 from ledger.wire import inclusion_to_proto, receipt_to_proto
 from services.errors import MAX_RECEIPT_DETAIL_BYTES
+from tests.clients.served_node import ServedNode, serve_sample_ledger
 from tests.services.node_support import (
     ORIGIN,
     STRANGER,
-    Ledger,
-    NodeThread,
-    Pki,
-    make_ledger,
     make_pki,
-    node_config,
-    running_node,
     sample_partner_ids,
 )
 
@@ -91,21 +84,7 @@ SAMPLE_SIZE = 55
 """Entries of the sample ledger, all in one batch: checkpoints exist at sizes 0 and 55."""
 
 
-@dataclass(frozen=True)
-class Node:
-    thread: NodeThread
-    ledger: Ledger
-    pki: Pki
-    log_signer: NoteSigner
-
-    @property
-    def address(self) -> str:
-        return self.thread.address
-
-    @property
-    def log_key(self) -> VerifierKey:
-        return self.log_signer.verifier_key()
-
+class Node(ServedNode):
     def tls(self, partner_id: str) -> ClientTls:
         cert, key = self.pki.partner_files(partner_id)
         return ClientTls.from_files(self.pki.ca.certificate_path, cert, key)
@@ -126,22 +105,16 @@ class Node:
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     pki = make_pki(tmp_path_factory.mktemp("sdk-pki"), sample_partner_ids())
-    directory = tmp_path_factory.mktemp("sdk-ledger")
-    ledger = make_ledger(directory, sqlite_url(directory / "custody.db"))
-    signer = NoteSigner(ORIGIN, load_private_key(ledger.log_key))
-    with running_node(node_config(ledger, pki)) as thread:
-        yield Node(thread, ledger, pki, signer)
+    with serve_sample_ledger(Node, tmp_path_factory.mktemp("sdk-ledger"), pki) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
 def busy_node(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     """A node of its own (same PKI) for tests that append hundreds of entries: the
     module's log stays small enough for the Follow tests' single messages."""
-    directory = tmp_path_factory.mktemp("sdk-busy-ledger")
-    ledger = make_ledger(directory, sqlite_url(directory / "custody.db"))
-    signer = NoteSigner(ORIGIN, load_private_key(ledger.log_key))
-    with running_node(node_config(ledger, node.pki)) as thread:
-        yield Node(thread, ledger, node.pki, signer)
+    with serve_sample_ledger(Node, tmp_path_factory.mktemp("sdk-busy-ledger"), node.pki) as busy:
+        yield busy
 
 
 def assay(
