@@ -458,7 +458,7 @@ def test_submit_many_keeps_at_most_window_in_flight(node: Node) -> None:
     source = CountingInput(envelopes)
     with node.client() as client:
         outcomes = [source.answer(o) for o in client.submit_many(source, window=4)]
-    assert 2 <= source.max_in_flight <= 4
+    assert source.max_in_flight == 4  # the window, used whole and never exceeded
     assert sorted(o.position for o in outcomes) == list(range(30))
     by_position = {o.position: o for o in outcomes}
     refused = by_position[7].error
@@ -1083,7 +1083,7 @@ def test_submit_many_stops_cleanly_when_the_caller_stops(node: Node) -> None:
 def test_registry_lot_and_trace(node: Node) -> None:
     with node.client(BALTIC) as client:
         registry = client.registry(SAMPLE_SIZE)
-        assert BOTHNIA in {p.partner_id for p in registry.partners}
+        assert sorted(p.partner_id for p in registry.partners) == sorted(sample_partner_ids())
         assert client.partner(BOTHNIA).partner.partner_id == BOTHNIA
         assert client.lot(FINAL_LOT_ID).lot.holder_id == BALTIC
         traced = client.trace(FINAL_LOT_ID)
@@ -1142,7 +1142,7 @@ def test_async_submit_many_with_backpressure(node: Node) -> None:
             return [source.answer(o) async for o in client.submit_many(items(), window=3)]
 
     outcomes = asyncio.run(scenario())
-    assert 2 <= source.max_in_flight <= 3
+    assert source.max_in_flight == 3  # the window, used whole and never exceeded
     assert sorted(o.position for o in outcomes) == list(range(20))
     errors = {o.position: o.error for o in outcomes if o.error is not None}
     assert list(errors) == [5]
