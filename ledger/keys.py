@@ -125,6 +125,13 @@ def load_private_key(path: Path, passphrase: bytes | None = None) -> Ed25519Priv
     return key
 
 
+def passphrase_from_env(variable: str) -> bytes | None:
+    """A key file's passphrase from the environment variable ``variable`` (None if unset
+    or empty), for the CLI and the node alike."""
+    value = os.environ.get(variable)
+    return value.encode() if value else None
+
+
 def read_private_file(path: Path) -> bytes:
     """The bytes of a private key file: a regular file no one else may read (checked on
     the open file, not the path). ``KeyFileError`` otherwise."""

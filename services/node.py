@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from ledger.custody_rules import CustodyRules
 from ledger.domain.records import GOVERNANCE_PAYLOAD_TYPE
 from ledger.errors import ConfigurationError
 from ledger.group_commit import GroupCommitter
-from ledger.keys import LOG_KEY_PASSPHRASE_ENV, load_private_key
+from ledger.keys import LOG_KEY_PASSPHRASE_ENV, load_private_key, passphrase_from_env
 from ledger.note import NoteSigner
 from ledger.receipts import Receipt
 from ledger.sequencer import AppendOutcome, Sequencer
@@ -171,8 +170,7 @@ def open_sequencer(config: NodeConfig) -> tuple[LogStore, Sequencer]:
     store = LogStore.open(config.database_url, migrate=False)
     try:
         info = store.info()
-        passphrase = os.environ.get(LOG_KEY_PASSPHRASE_ENV)
-        key = load_private_key(config.log_key_path, passphrase.encode() if passphrase else None)
+        key = load_private_key(config.log_key_path, passphrase_from_env(LOG_KEY_PASSPHRASE_ENV))
         sequencer = Sequencer(
             store,
             NoteSigner(info.origin, key),

@@ -9,7 +9,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.errors import ConfigurationError, KeyFileError, LogNotInitialisedError
-from ledger.keys import LOG_KEY_PASSPHRASE_ENV, load_private_key
+from ledger.keys import LOG_KEY_PASSPHRASE_ENV, load_private_key, passphrase_from_env
 from ledger.note import NoteSigner, VerifierKey
 from ledger.storage import LogStore, default_url
 
@@ -24,11 +24,6 @@ def default_data_dir() -> Path:
         return Path(home)
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "custody"
-
-
-def passphrase_from_env(variable: str) -> bytes | None:
-    value = os.environ.get(variable)
-    return value.encode() if value else None
 
 
 def load_key(path: Path, passphrase_env: str = KEY_PASSPHRASE_ENV) -> Ed25519PrivateKey:

@@ -7,9 +7,14 @@ from pathlib import Path
 
 import click
 
-from clients.cli.context import KEY_PASSPHRASE_ENV, load_key, passphrase_from_env
+from clients.cli.context import KEY_PASSPHRASE_ENV, load_key
 from ledger.dsse import keyid_for
-from ledger.keys import generate_private_key, public_key_bytes, save_private_key
+from ledger.keys import (
+    generate_private_key,
+    passphrase_from_env,
+    public_key_bytes,
+    save_private_key,
+)
 
 
 @click.group()

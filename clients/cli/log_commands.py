@@ -13,7 +13,7 @@ from typing import TextIO
 import click
 
 from clients.cli import remote_log
-from clients.cli.context import CliContext, load_key, passphrase_from_env
+from clients.cli.context import CliContext, load_key
 from clients.cli.entries import parse_entries
 from clients.cli.remote import RemoteOptions, remote_options, vkey_option
 from clients.cli.render import b64, entry_json, micros_to_iso, to_json
@@ -38,7 +38,12 @@ from ledger.errors import (
     OutOfRangeError,
     VerificationError,
 )
-from ledger.keys import LOG_KEY_PASSPHRASE_ENV, generate_private_key, save_private_key
+from ledger.keys import (
+    LOG_KEY_PASSPHRASE_ENV,
+    generate_private_key,
+    passphrase_from_env,
+    save_private_key,
+)
 from ledger.leaf import Leaf, decode_leaf
 from ledger.log_verifier import verify_log
 from ledger.merkle import ConsistencyProof, InclusionProof
