@@ -23,7 +23,7 @@ from clients.cli.submit_command import (
     report_appends,
     submit_entries,
 )
-from clients.cli.verified_state import VerifiedState, read_checkpoint
+from clients.cli.verified_state import VerifiedState
 from ledger.admission import Submission
 from ledger.checkpoint import open_checkpoint
 from ledger.custody_rules import CustodyRules, reindex
@@ -425,10 +425,7 @@ def verify(
         return
     log_key = state.trusted_log_key(vkey)
     verified = VerifiedState(state.data_dir, log_key)
-    trusted = [read_checkpoint(path, log_key) for path in checkpoint_files]
-    saved = verified.load()
-    if saved is not None:
-        trusted.append(saved)
+    trusted = verified.trusted(checkpoint_files)
     store = state.log_store()
     progress = _progress_line if sys.stderr.isatty() else None
     with store.snapshot() as conn:

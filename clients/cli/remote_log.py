@@ -17,7 +17,7 @@ import click
 
 from clients.cli.context import CliContext
 from clients.cli.remote import RemoteOptions, connect
-from clients.cli.verified_state import VerifiedState, read_checkpoint
+from clients.cli.verified_state import VerifiedState
 from ledger.checkpoint import SignedCheckpoint
 from ledger.errors import LogIntegrityError
 from ledger.leaf import Leaf
@@ -105,10 +105,7 @@ def verify(
     """
     log_key = state.trusted_log_key(vkey)
     verified_state = VerifiedState(state.data_dir, log_key)
-    trusted = [read_checkpoint(path, log_key) for path in checkpoint_files]
-    saved = verified_state.load()
-    if saved is not None:
-        trusted.append(saved)
+    trusted = verified_state.trusted(checkpoint_files)
     # No state in the client: the state moves only after step 3 succeeded.
     with remote.connect(log_key) as client:
         latest = client.checkpoint()

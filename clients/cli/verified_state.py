@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from ledger.checkpoint import Checkpoint, open_checkpoint
@@ -31,6 +32,15 @@ class VerifiedState:
         if not self.path.exists():
             return None
         return read_checkpoint(self.path, self.log_key)
+
+    def trusted(self, checkpoint_files: Sequence[Path]) -> list[Checkpoint]:
+        """What a log is held to: each ``--checkpoint`` file's checkpoint, then the one
+        saved here (if any)."""
+        trusted = [read_checkpoint(path, self.log_key) for path in checkpoint_files]
+        saved = self.load()
+        if saved is not None:
+            trusted.append(saved)
+        return trusted
 
     def advance(self, note: bytes) -> None:
         """Save ``note`` (verified by the caller) unless the saved state is already newer
