@@ -407,9 +407,27 @@ def test_bytes_that_are_not_a_bundle_are_refused(data: bytes) -> None:
         ProvenanceBundle.decode(data)
 
 
-def test_a_path_of_the_longest_possible_length_is_accepted() -> None:
-    entry = BundleEntry(index=5, leaf=b"x", inclusion_path=(bytes(32),) * MAX_INCLUSION_PATH)
-    assert len(entry.inclusion_path) == 63
+def _decoded_with_path(form: str, length: int) -> ProvenanceBundle:
+    """The toy bundle, its entry 1 given ``length`` path hashes, decoded from ``form``."""
+    if form == "protobuf":
+        message = _proto()
+        del message.entries[1].inclusion_path[:]
+        message.entries[1].inclusion_path.extend([bytes(32)] * length)
+        return ProvenanceBundle.decode(message.SerializeToString())
+    rendered = TOY.bundle("C", UPSTREAM_OF_C).to_json()
+    rendered["entries"][1]["inclusion_path"] = [base64.b64encode(bytes(32)).decode()] * length
+    return ProvenanceBundle.from_json(json.loads(json.dumps(rendered)))
+
+
+@pytest.mark.parametrize("form", ["protobuf", "json"])
+def test_a_path_of_the_longest_possible_length_is_accepted_and_no_longer(form: str) -> None:
+    """Tree sizes stay below 2**63, so 63 path hashes decode and 64 are refused."""
+    assert MAX_INCLUSION_PATH == 63
+    longest = _decoded_with_path(form, 63)
+    assert longest.entries[1].inclusion_path == (bytes(32),) * 63
+    assert longest.indices == tuple(UPSTREAM_OF_C)
+    with pytest.raises(MalformedBundleError, match="has 64 path hashes; no tree needs more"):
+        _decoded_with_path(form, 64)
 
 
 # --- the JSON rendering --------------------------------------------------------------------------

@@ -32,7 +32,8 @@ from tests.services.rpc_support import (
 
 def _prefill(request: pytest.FixtureRequest) -> int:
     prefill = getattr(request.module, "PREFILL", 0)
-    assert type(prefill) is int and prefill >= 0, f"PREFILL must be a count, not {prefill!r}"
+    assert type(prefill) is int, f"PREFILL must be a count, not {prefill!r}"
+    assert prefill >= 0, f"PREFILL must be a count, not {prefill!r}"
     return prefill
 
 

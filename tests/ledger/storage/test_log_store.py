@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
+import psycopg
 import pytest
+import sqlalchemy.exc
 from sqlalchemy import text
 
 from ledger.errors import (
@@ -93,7 +96,16 @@ def test_an_entry_digest_is_stored_once(
     clash = StoredLeaf(1, row.entry_digest, row.leaf_hash, row.chain_hash, row.leaf_bytes)
     with pytest.raises(StorageError) as caught, store.write() as connection:
         store.insert_leaves(connection, [clash])
-    assert "entry_digest" in str(caught.value)  # the database's own unique constraint said no
+    # The database's own unique constraint said no, as the driver's IntegrityError (raised
+    # directly, or wrapped by SQLAlchemy) naming that constraint.
+    cause = caught.value.__cause__
+    driver = cause.orig if isinstance(cause, sqlalchemy.exc.IntegrityError) else cause
+    if store.backend == "sqlite":
+        assert isinstance(driver, sqlite3.IntegrityError), repr(cause)
+        assert str(driver) == "UNIQUE constraint failed: leaves.entry_digest"
+    else:
+        assert isinstance(driver, psycopg.errors.UniqueViolation), repr(cause)
+        assert driver.diag.constraint_name == "uq_leaves_entry_digest"
     assert store.size() == 1
 
 
