@@ -308,6 +308,15 @@ def test_a_link_to_a_leaf_that_does_not_touch_the_lot_is_refused() -> None:
     assert caught.value.index == 5
 
 
+def test_a_leaf_of_the_lot_off_its_chain_is_refused() -> None:
+    # A's history is 1, 4, 5, 6; leaf 5 says A was last touched by leaf 1, so leaf 4 is
+    # off the chain the walk follows (6, 5, 1) though the bundle carries it.
+    log = _spoiled(LeafSpec(TOY_SUBJECTS[5], links=(SubjectLink("lot:A", 1),)), 5)
+    with pytest.raises(LogIntegrityError, match="4 leaves of the bundle touch lot:A") as caught:
+        verify_bundle(log.bundle("C", UPSTREAM_OF_C), LOG_KEY)
+    assert caught.value.index == 6
+
+
 def test_a_link_forward_in_the_log_is_refused() -> None:
     log = _spoiled(LeafSpec(TOY_SUBJECTS[7], links=(SubjectLink("lot:C", 9),)), 7)
     with pytest.raises(LogIntegrityError, match="later leaf 9"):

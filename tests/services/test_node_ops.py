@@ -469,7 +469,7 @@ def test_logs_carry_the_request_id_method_and_partner(
             append_request(envelope, [LUALABA]), metadata=((REQUEST_ID_METADATA, "req-0042"),)
         )
         with unchanged(node):
-            refused(
+            refusal_error = refused(
                 lambda: connect(MERIDIAN).ledger.Append(
                     append_request(envelope, [LUALABA]),
                     metadata=((REQUEST_ID_METADATA, "req-0043"),),
@@ -477,7 +477,20 @@ def test_logs_carry_the_request_id_method_and_partner(
                 Code.PERMISSION_DENIED,
                 "IDENTITY_MISMATCH",
             )
+            again = refused(
+                lambda: stub.Append(
+                    append_request(envelope, [LUALABA]),
+                    metadata=((REQUEST_ID_METADATA, "req-0044"),),
+                ),
+                Code.ALREADY_EXISTS,
+                "ENTRY_ALREADY_LOGGED",
+            )
     assert (REQUEST_ID_METADATA, "req-0042") in (call.trailing_metadata() or ())
+    # Refusals keep the request id in their trailers, beside the status details.
+    for error, rid in ((refusal_error, "req-0043"), (again, "req-0044")):
+        trailers = dict(cast(grpc.Call, error).trailing_metadata() or ())
+        assert trailers[REQUEST_ID_METADATA] == rid
+        assert "grpc-status-details-bin" in trailers
     appended = [entry for entry in logs if entry.get("request_id") == "req-0042"]
     assert {
         "event": "appended",

@@ -174,6 +174,9 @@ def _not_found_calls(stubs: Stubs) -> list[Callable[[], object]]:
         lambda: stubs.provenance.GetLot(provenance_service_pb2.GetLotRequest(lot_id="NO-LOT")),
         lambda: stubs.provenance.Trace(provenance_service_pb2.TraceRequest(lot_id="NO-LOT")),
         lambda: stubs.provenance.GetLot(provenance_service_pb2.GetLotRequest(lot_id="")),
+        # Ids no rule admits are answered before any query (PostgreSQL refuses a NUL).
+        lambda: stubs.provenance.GetLot(provenance_service_pb2.GetLotRequest(lot_id="LOT\x00X")),
+        lambda: stubs.provenance.Trace(provenance_service_pb2.TraceRequest(lot_id="LOT\x00X")),
         # The refusal quotes the id; a long one must not overflow the client's metadata limit
         # (the refusal then arrives as RESOURCE_EXHAUSTED instead of NOT_FOUND).
         lambda: stubs.provenance.GetLot(provenance_service_pb2.GetLotRequest(lot_id="L" * 20_000)),
