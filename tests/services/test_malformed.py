@@ -195,43 +195,56 @@ ids = st.one_of(
 )
 
 
+VALID_IDS = st.uuids().map(lambda u: f"urn:uuid:{u}")
+MOSTLY_VALID_IDS = st.one_of(VALID_IDS, VALID_IDS, VALID_IDS, ids)  # 3 in 4 valid
+MOSTLY_POSITIVE = st.one_of(st.integers(1, 10**12), i64)
+EXTRACTION_BODIES = st.builds(
+    lambda lot, mass, element, ppm: event_pb2.Extraction(
+        facility_id=LCC_PIT,
+        lot_id=lot,
+        material="cobalt hydroxide",
+        mass_grams=mass,
+        contents=[event_pb2.ElementContent(element=element, ppm=ppm)],
+    ).SerializeToString(),
+    MOSTLY_VALID_IDS,
+    MOSTLY_POSITIVE,
+    st.sampled_from(["Co", "Ni", "", "co", "Xx"]),
+    st.integers(0, (1 << 32) - 1),
+)
+TRANSFORMATION_BODIES = st.builds(
+    lambda lot, consumed, mass: event_pb2.Transformation(
+        facility_id=KOKKOLA_REFINERY,
+        process=event_pb2.PROCESS_SPLIT,
+        inputs=[event_pb2.TransformationInput(lot_id=lot, consumed_mass_grams=consumed)],
+        outputs=[event_pb2.TransformationOutput(lot_id=lot, mass_grams=mass)],
+    ).SerializeToString(),
+    MOSTLY_VALID_IDS,
+    MOSTLY_POSITIVE,
+    MOSTLY_POSITIVE,
+)
+
+
 @st.composite
 def event_payloads(draw: st.DrawFn) -> bytes:
-    """An Event whose body (field 10-17, or any other) is a hostile sub-message."""
-    event = event_pb2.Event(event_id=draw(ids), partner_id=draw(st.sampled_from(PARTNER_IDS)))
-    event.event_time.seconds = draw(st.integers(-(1 << 40), 1 << 40))
-    body = draw(
+    """An Event whose body is a hostile sub-message: mostly in its own field with a valid
+    event time, so that its masses, contents and ids reach the body checks and the
+    rules; else in any field (10-17, or any other), with any time."""
+    event = event_pb2.Event(
+        event_id=draw(MOSTLY_VALID_IDS), partner_id=draw(st.sampled_from(PARTNER_IDS))
+    )
+    event.event_time.seconds = draw(
+        st.one_of(st.integers(1_600_000_000, 1_900_000_000), st.integers(-(1 << 40), 1 << 40))
+    )
+    field, body = draw(
         st.one_of(
-            st.binary(max_size=120),
-            st.builds(
-                lambda lot, mass, element, ppm: event_pb2.Extraction(
-                    facility_id=LCC_PIT,
-                    lot_id=lot,
-                    material="cobalt hydroxide",
-                    mass_grams=mass,
-                    contents=[event_pb2.ElementContent(element=element, ppm=ppm)],
-                ).SerializeToString(),
-                ids,
-                i64,
-                st.sampled_from(["Co", "Ni", "", "co", "Xx"]),
-                st.integers(0, (1 << 32) - 1),
-            ),
-            st.builds(
-                lambda lot, consumed, mass: event_pb2.Transformation(
-                    facility_id=KOKKOLA_REFINERY,
-                    process=event_pb2.PROCESS_SPLIT,
-                    inputs=[
-                        event_pb2.TransformationInput(lot_id=lot, consumed_mass_grams=consumed)
-                    ],
-                    outputs=[event_pb2.TransformationOutput(lot_id=lot, mass_grams=mass)],
-                ).SerializeToString(),
-                ids,
-                i64,
-                i64,
+            st.tuples(st.just(10), EXTRACTION_BODIES),
+            st.tuples(st.just(14), TRANSFORMATION_BODIES),
+            st.tuples(
+                st.one_of(st.integers(10, 17), st.integers(1, 30)),
+                st.one_of(st.binary(max_size=120), EXTRACTION_BODIES, TRANSFORMATION_BODIES),
             ),
         )
     )
-    field = draw(st.one_of(st.integers(10, 17), st.integers(1, 30)))
     return event.SerializeToString() + _field(field, body)
 
 
@@ -258,7 +271,7 @@ def misdirected_appends(draw: st.DrawFn) -> tuple[str, bytes]:
     """
     payload_type = draw(st.sampled_from(PAYLOAD_TYPES))
     if payload_type == EVENT_PAYLOAD_TYPE:
-        payload = draw(st.one_of(event_payloads(), st.binary(max_size=200)))
+        payload = draw(st.one_of(event_payloads(), event_payloads(), st.binary(max_size=200)))
         signer_ids = [draw(st.sampled_from(PARTNER_IDS))]
     else:
         payload = draw(governance_payloads())
