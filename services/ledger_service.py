@@ -16,7 +16,7 @@ import structlog
 
 from custody.v1 import envelope_pb2, ledger_service_pb2, ledger_service_pb2_grpc, log_pb2
 from ledger.admission import Submission
-from ledger.dsse import MAX_SIGNATURES
+from ledger.dsse import MAX_SIGNATURES, Envelope
 from ledger.errors import (
     CustodyError,
     EntryTooLargeError,
@@ -33,6 +33,7 @@ from ledger.group_commit import GroupCommitter
 from ledger.leaf import envelope_from_proto
 from ledger.receipts import Receipt
 from ledger.records import StoredCheckpoint, StoredLeaf
+from ledger.sequencer import AppendOutcome
 from ledger.storage.domain_store import DomainStore
 from ledger.storage.log_store import LogStore
 from ledger.wire import (
@@ -61,6 +62,8 @@ _MESSAGE_OVERHEAD = 8 << 10  # room for a Follow message's checkpoint and proof
 _ENTRY_MESSAGE_ROOM = 16 << 10
 _OUTCOME_FRAMING = 8  # a StreamOutcome's tag and length inside AppendStreamResponse
 _Answer = tuple[ledger_service_pb2.StreamOutcome, float]  # and when its entry was read
+# What an append request carries: whether it has an envelope, the envelope, its keys.
+_EntryRequest = tuple[bool, envelope_pb2.Envelope, Sequence[bytes]]
 
 
 @dataclass(frozen=True)
@@ -125,18 +128,47 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
 
     # --- appends ---------------------------------------------------------------------
 
-    async def submission(
-        self,
-        caller: Caller,
-        has_envelope: bool,
-        message: envelope_pb2.Envelope,
-        public_keys: Sequence[bytes],
-    ) -> Submission:
-        """The request as a Submission: a well-formed envelope and the keys to check it.
+    async def submissions(
+        self, caller: Caller, entries: Sequence[_EntryRequest]
+    ) -> list[Submission | CustodyError]:
+        """Each request as a Submission (a well-formed envelope and the keys to check it),
+        or why it cannot be one.
 
-        Keys the request leaves out are taken from the registry by keyid; which
-        keys may sign for which partner is decided by the admission rules alone.
+        Keys a request leaves out are taken from the registry by keyid, in one read for
+        all of them; which keys may sign for which partner is decided by the admission
+        rules alone.
         """
+        checked: list[tuple[Envelope, list[bytes]] | CustodyError] = []
+        for has_envelope, message, public_keys in entries:
+            try:
+                checked.append(self._checked_entry(has_envelope, message, public_keys))
+            except CustodyError as exc:
+                checked.append(exc)
+        wanted = {
+            signature.keyid
+            for item in checked
+            if not isinstance(item, CustodyError) and not item[1]
+            for signature in item[0].signatures
+        }
+        registered: dict[str, bytes] = {}
+        if wanted:
+            found = await asyncio.to_thread(self.domain.view().keys, wanted)
+            registered = {keyid: record.public_key for keyid, record in found.items()}
+        partner = caller.partner_id
+        submissions: list[Submission | CustodyError] = []
+        for item in checked:
+            if isinstance(item, CustodyError):
+                submissions.append(item)
+                continue
+            envelope, keys = item
+            if not keys:
+                keys = [registered[s.keyid] for s in envelope.signatures if s.keyid in registered]
+            submissions.append(Submission(envelope, tuple(keys), partner))
+        return submissions
+
+    def _checked_entry(
+        self, has_envelope: bool, message: envelope_pb2.Envelope, public_keys: Sequence[bytes]
+    ) -> tuple[Envelope, list[bytes]]:
         if not has_envelope:
             raise MalformedEnvelopeError("the request carries no envelope")
         size = message.ByteSize() + sum(len(key) for key in public_keys)
@@ -151,17 +183,14 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
         keys = [bytes(key) for key in public_keys]
         if any(len(key) != 32 for key in keys):
             raise MalformedKeyError("a public key is a raw 32-byte Ed25519 key")
-        if not keys:
-            view = self.domain.view()
-            keyids = [signature.keyid for signature in envelope.signatures]
-            found = await asyncio.to_thread(lambda: [view.key(keyid) for keyid in keyids])
-            keys = [record.public_key for record in found if record is not None]
-        return Submission.of(envelope, keys, authenticated_partner=caller.partner_id)
+        return envelope, keys
 
     async def _append(
         self, caller: Caller, has_envelope: bool, message: envelope_pb2.Envelope, keys: Any
     ) -> Receipt:
-        submission = await self.submission(caller, has_envelope, message, keys)
+        (submission,) = await self.submissions(caller, [(has_envelope, message, keys)])
+        if isinstance(submission, CustodyError):
+            raise submission
         return await self.committer.submit(submission)
 
     @unary("Append")
@@ -373,7 +402,12 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
 
 
 class _AppendStream:
-    """One AppendStream: its window, its entries in flight, its outcomes to send."""
+    """One AppendStream: its window, its entries in flight, its outcomes to send.
+
+    A message's entries travel together: checked together, queued for the sequencer
+    as one group (as far as the window allows) and answered together, because a
+    future, a callback and a queue slot per entry would cost the event loop more
+    than the entry's commit."""
 
     def __init__(self, service: LedgerServicer, caller: Caller) -> None:
         self.service = service
@@ -382,8 +416,9 @@ class _AppendStream:
         self.unanswered = 0  # entries read whose outcome has not been sent yet
         self.room = asyncio.Event()
         self.room.set()
-        self.outcomes: asyncio.Queue[_Answer | None] = asyncio.Queue()
-        self.in_flight: set[asyncio.Future[Receipt]] = set()
+        # Answers in groups (a batch's, or a message's refusals); None: all are answered.
+        self.outcomes: asyncio.Queue[list[_Answer] | None] = asyncio.Queue()
+        self.in_flight: set[asyncio.Future[list[AppendOutcome]]] = set()
         self.cut_short = False
         self.closed = False  # the stream is over: outcomes from now on are nobody's answer
 
@@ -400,35 +435,44 @@ class _AppendStream:
         """Outcomes in completion order, grouped: whatever is ready when one is sent, up
         to ``budget`` bytes per message (a single outcome always goes). Ends once every
         entry read is answered."""
-        carried: _Answer | None = None
+        ready: collections.deque[_Answer] = collections.deque()
+        finished = False
         while True:
-            first = carried if carried is not None else await self.outcomes.get()
-            carried = None
-            if first is None:
-                return
-            group = [first]
-            size = first[0].ByteSize() + _OUTCOME_FRAMING
-            finished = False
-            while not self.outcomes.empty():
-                answer = self.outcomes.get_nowait()
-                if answer is None:
+            if not ready and not finished:
+                item = await self.outcomes.get()
+                if item is None:
                     finished = True
-                    break
-                answer_size = answer[0].ByteSize() + _OUTCOME_FRAMING
+                else:
+                    ready.extend(item)
+            while not finished and not self.outcomes.empty():
+                item = self.outcomes.get_nowait()
+                if item is None:
+                    finished = True
+                else:
+                    ready.extend(item)
+            if not ready:
+                return  # finished, all sent
+            group = [ready.popleft()]
+            size = group[0][0].ByteSize() + _OUTCOME_FRAMING
+            while ready:
+                answer_size = ready[0][0].ByteSize() + _OUTCOME_FRAMING
                 if size + answer_size > budget:
-                    carried = answer
                     break
-                group.append(answer)
+                group.append(ready.popleft())
                 size += answer_size
             yield group
-            if finished:
-                return
 
-    def _settle(self, sequence: int, read_at: float, future: asyncio.Future[Receipt]) -> None:
+    def _settle(
+        self,
+        sequences: list[int],
+        read_at: float,
+        future: asyncio.Future[list[AppendOutcome]],
+    ) -> None:
         self.in_flight.discard(future)
         if not self.closed:
-            outcome = _stream_outcome(sequence, future, self.service.metrics)
-            self.outcomes.put_nowait((outcome, read_at))
+            metrics = self.service.metrics
+            outcomes = _group_outcomes(sequences, future, metrics)
+            self.outcomes.put_nowait([(outcome, read_at) for outcome in outcomes])
 
     async def _next_request(
         self, requests: AsyncIterator[ledger_service_pb2.AppendStreamRequest]
@@ -457,9 +501,10 @@ class _AppendStream:
     async def read(
         self, request_iterator: AsyncIterator[ledger_service_pb2.AppendStreamRequest]
     ) -> None:
-        """Queue each entry read for the sequencer; ``None`` on ``outcomes`` once all
+        """Queue the entries read for the sequencer; ``None`` on ``outcomes`` once all
         entries read are answered."""
         requests = aiter(request_iterator)
+        group_limit = self.service.committer.max_batch
         try:
             while True:
                 # Room first: an entry holds its place until its outcome is sent, so a
@@ -469,10 +514,15 @@ class _AppendStream:
                 request = await self._next_request(requests)
                 if request is None:  # the client is done, or the node is stopping
                     break
-                for entry in request.entries:
+                entries = request.entries
+                start = 0
+                while start < len(entries):
                     await self._room()
-                    self.unanswered += 1
-                    await self._queue_entry(entry)
+                    room = self.max_in_flight - self.unanswered
+                    end = start + min(room, group_limit, len(entries) - start)
+                    self.unanswered += end - start
+                    await self._queue_entries(entries[start:end])
+                    start = end
             if self.in_flight:
                 await asyncio.wait(set(self.in_flight))
         finally:
@@ -483,19 +533,33 @@ class _AppendStream:
             self.room.clear()
             await self.room.wait()
 
-    async def _queue_entry(self, entry: ledger_service_pb2.StreamEntry) -> None:
+    async def _queue_entries(self, entries: Sequence[ledger_service_pb2.StreamEntry]) -> None:
+        """Check ``entries``, answer those refused already, queue the rest as one group."""
         read_at = time.perf_counter()
-        try:
-            submission = await self.service.submission(
-                self.caller, entry.HasField("envelope"), entry.envelope, entry.public_keys
-            )
-            future = await self.service.committer.enqueue(submission)
-        except CustodyError as exc:
-            outcome = _refusal_outcome(entry.sequence, exc, self.service.metrics)
-            self.outcomes.put_nowait((outcome, read_at))
-            return
-        self.in_flight.add(future)
-        future.add_done_callback(functools.partial(self._settle, entry.sequence, read_at))
+        metrics = self.service.metrics
+        requests = [(e.HasField("envelope"), e.envelope, e.public_keys) for e in entries]
+        submissions = await self.service.submissions(self.caller, requests)
+        refused: list[_Answer] = []
+        queued: list[Submission] = []
+        sequences: list[int] = []
+        for entry, submission in zip(entries, submissions, strict=True):
+            if isinstance(submission, CustodyError):
+                refused.append((_refusal_outcome(entry.sequence, submission, metrics), read_at))
+            else:
+                queued.append(submission)
+                sequences.append(entry.sequence)
+        if queued:
+            try:
+                future = await self.service.committer.enqueue_many(queued)
+            except CustodyError as exc:
+                refused.extend(
+                    (_refusal_outcome(sequence, exc, metrics), read_at) for sequence in sequences
+                )
+            else:
+                self.in_flight.add(future)
+                future.add_done_callback(functools.partial(self._settle, sequences, read_at))
+        if refused:
+            self.outcomes.put_nowait(refused)
 
 
 def _refusal_outcome(
@@ -509,25 +573,38 @@ def _refusal_outcome(
     return ledger_service_pb2.StreamOutcome(sequence=sequence, refusal=append_refusal(error))
 
 
-def _stream_outcome(
-    sequence: int, future: asyncio.Future[Receipt], metrics: NodeMetrics
-) -> ledger_service_pb2.StreamOutcome:
-    """The answer to one streamed entry once its future has settled."""
+def _group_outcomes(
+    sequences: list[int], future: asyncio.Future[list[AppendOutcome]], metrics: NodeMetrics
+) -> list[ledger_service_pb2.StreamOutcome]:
+    """The answers to a group of streamed entries once its future has settled."""
     if future.cancelled():
-        return _refusal_outcome(sequence, UnavailableError("the entry was not sequenced"), metrics)
-    error = future.exception()
-    if isinstance(error, CustodyError):
-        return _refusal_outcome(sequence, error, metrics)
-    if error is not None:  # the node's own fault: logged (below), answered without internals
-        internal = InternalError(f"internal error ({type(error).__name__}); see the node's log")
-        internal.__cause__ = error  # its traceback goes to the log with the refusal
-        return _refusal_outcome(sequence, internal, metrics)
-    receipt = future.result()
-    if receipt.duplicate:
+        error: BaseException | None = UnavailableError("the entry was not sequenced")
+    else:
+        error = future.exception()
+    if error is not None:
+        if not isinstance(error, CustodyError):
+            # The node's own fault: logged (with the refusal), answered without internals.
+            internal = InternalError(f"internal error ({type(error).__name__}); see the node's log")
+            internal.__cause__ = error
+            error = internal
+        return [_refusal_outcome(sequence, error, metrics) for sequence in sequences]
+    return [
+        _stream_outcome(sequence, outcome, metrics)
+        for sequence, outcome in zip(sequences, future.result(), strict=True)
+    ]
+
+
+def _stream_outcome(
+    sequence: int, outcome: AppendOutcome, metrics: NodeMetrics
+) -> ledger_service_pb2.StreamOutcome:
+    """The answer to one streamed entry of a committed batch."""
+    if isinstance(outcome, CustodyError):
+        return _refusal_outcome(sequence, outcome, metrics)
+    if outcome.duplicate:
         return ledger_service_pb2.StreamOutcome(
-            sequence=sequence, refusal=already_logged_refusal(receipt)
+            sequence=sequence, refusal=already_logged_refusal(outcome)
         )
-    return ledger_service_pb2.StreamOutcome(sequence=sequence, receipt=receipt_to_proto(receipt))
+    return ledger_service_pb2.StreamOutcome(sequence=sequence, receipt=receipt_to_proto(outcome))
 
 
 def _entry(stored: StoredLeaf) -> log_pb2.Entry:

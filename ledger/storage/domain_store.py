@@ -991,6 +991,11 @@ class DomainView:
     def key(self, keyid: str) -> PartnerKey | None:
         return self._one(PartnerKey, keyid)
 
+    def keys(self, keyids: Collection[str]) -> dict[str, PartnerKey]:
+        """The registered keys among ``keyids``, by keyid, in one read (chunked)."""
+        with self._read() as conn:
+            return _DatabaseLoader(conn).load(PartnerKey, keyids)
+
     def facility(self, facility_id: str) -> Facility | None:
         return self._one(Facility, facility_id)
 

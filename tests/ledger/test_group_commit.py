@@ -144,12 +144,105 @@ def test_pipelined_batches_keep_the_order_entries_were_queued_in(
         committer = GroupCommitter(sequencer, max_batch=7)
         committer.start()
         # One caller streaming without waiting: later entries may depend on earlier ones.
-        futures = [await committer.enqueue(s) for s in submissions]
-        receipts = await asyncio.gather(*futures)
+        # Groups of 1 to 7 entries, queued one after another.
+        futures = []
+        start = 0
+        for size in itertools.cycle(range(1, 8)):
+            if start >= len(submissions):
+                break
+            futures.append(await committer.enqueue_many(submissions[start : start + size]))
+            start += size
+        groups = await asyncio.gather(*futures)
         await committer.close()
-        return [r.index for r in receipts]
+        return [r.index for group in groups for r in group if isinstance(r, Receipt)]
 
     assert asyncio.run(run()) == list(range(60))
+
+
+def test_a_group_is_answered_in_order_and_committed_in_one_batch(
+    sequencer: Sequencer, store: LogStore, make_submission: SubmissionFactory
+) -> None:
+    """Receipts and refusals come back as values, one per entry and in order; a group is
+    never split across batches, and a batch holds whole groups up to ``max_batch``."""
+    good = [make_submission() for _ in range(5)]
+    unsigned = Submission.of(Envelope("t/x", b"x", ()), [])
+    group = [good[0], unsigned, good[1], good[0], good[2]]  # a refusal and a repeat inside
+    batches: list[int] = []
+
+    async def run() -> list[list[Receipt | CustodyError]]:
+        committer = GroupCommitter(
+            sequencer, max_batch=5, on_batch=lambda _, outcomes: batches.append(len(outcomes))
+        )
+        committer.start()
+        first = await committer.enqueue_many(group)
+        second = await committer.enqueue_many(good[3:5])  # does not fit beside the first
+        answers = [await first, await second]
+        await committer.close()
+        return answers
+
+    first, second = asyncio.run(run())
+    assert batches == [5, 2]
+    assert isinstance(first[1], UnsignedEntryError)
+    receipts = [first[0], first[2], first[3], first[4], *second]
+    assert all(isinstance(receipt, Receipt) for receipt in receipts)
+    assert [r.index for r in receipts if isinstance(r, Receipt)] == [0, 1, 0, 2, 3, 4]
+    assert [r.duplicate for r in receipts if isinstance(r, Receipt)] == [
+        False,
+        False,
+        True,
+        False,
+        False,
+        False,
+    ]
+    assert store.size() == 5
+
+
+def test_a_group_holds_one_to_max_batch_entries(
+    sequencer: Sequencer, store: LogStore, make_submission: SubmissionFactory
+) -> None:
+    async def run() -> None:
+        committer = GroupCommitter(sequencer, max_batch=3)
+        committer.start()
+        with pytest.raises(ValueError, match="1 to 3"):
+            await committer.enqueue_many([])
+        with pytest.raises(ValueError, match="1 to 3"):
+            await committer.enqueue_many([make_submission() for _ in range(4)])
+        await committer.close()
+
+    asyncio.run(run())
+    assert store.size() == 0
+
+
+def test_callers_wait_for_room_counted_in_entries(
+    sequencer: Sequencer, make_submission: SubmissionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``max_pending`` bounds queued entries, not groups: a group that would pass it
+    waits until a batch takes entries off the queue, then goes in whole."""
+    gate = threading.Event()
+    real = sequencer.admit_batch
+
+    def held(submissions: list[Submission]) -> AdmittedBatch:
+        gate.wait(10)
+        return real(submissions)
+
+    monkeypatch.setattr(sequencer, "admit_batch", held)
+
+    async def run() -> list[int]:
+        committer = GroupCommitter(sequencer, max_batch=4, max_pending=4)
+        committer.start()
+        first = await committer.enqueue_many([make_submission()])  # taken: being admitted
+        await asyncio.sleep(0.1)
+        queued = await committer.enqueue_many([make_submission() for _ in range(3)])
+        waiting = asyncio.ensure_future(committer.enqueue_many([make_submission()] * 2))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()  # 3 queued + 2 > 4
+        gate.set()
+        later = await asyncio.wait_for(waiting, 10)
+        groups = [await first, await queued, await later]
+        await committer.close()
+        return [len(group) for group in groups]
+
+    assert asyncio.run(run()) == [1, 3, 2]
 
 
 def test_an_observer_that_raises_neither_hangs_callers_nor_stops_the_sequencer(
@@ -205,23 +298,26 @@ def test_when_the_loop_dies_every_waiting_caller_is_answered(
     async def run() -> list[object]:
         committer = GroupCommitter(sequencer, max_batch=1, max_pending=1)
         committer.start()
-        futures = [await committer.enqueue(make_submission())]  # A: will be committing
+        futures = [await committer.enqueue_many([make_submission()])]  # A: will be committing
         await asyncio.sleep(0.2)
-        futures.append(await committer.enqueue(make_submission()))  # B: admitted, waiting
+        futures.append(await committer.enqueue_many([make_submission()]))  # B: admitted
         await asyncio.sleep(0.2)
-        futures.append(await committer.enqueue(make_submission()))  # C: queued
-        blocked = asyncio.ensure_future(committer.enqueue(make_submission()))  # D: no room
+        futures.append(await committer.enqueue_many([make_submission()]))  # C: queued
+        blocked = asyncio.ensure_future(committer.enqueue_many([make_submission()]))  # D
         await asyncio.sleep(0.1)
+        assert not blocked.done()  # no room
         assert committer._task is not None
         committer._task.cancel()
         asyncio.get_running_loop().call_later(0.2, gate.set)
         with contextlib.suppress(asyncio.CancelledError):
             await committer._task
-        futures.append(await asyncio.wait_for(blocked, 5))
-        outcomes = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 5)
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(*futures, blocked, return_exceptions=True), 5
+        )
         await committer.close()
         return list(outcomes)
 
     first, *rest = asyncio.run(run())
-    assert isinstance(first, Receipt)  # the batch being committed finished and answered
+    assert isinstance(first, list)
+    assert isinstance(first[0], Receipt)  # the batch being committed finished and answered
     assert all(isinstance(outcome, UnavailableError) for outcome in rest), rest
