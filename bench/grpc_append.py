@@ -142,7 +142,7 @@ from ledger.sequencer import Sequencer, initialise_log
 from ledger.storage import LogStore
 from ledger.storage.database import normalise_url, sqlite_url
 from services.config import load_config
-from services.node import start_node
+from services.node import start_node, tune_garbage_collection
 from services.observability import LogFormat, configure_logging
 
 ORIGIN = "bench.custody.example/grpc"
@@ -484,6 +484,7 @@ async def _serve(config_path: Path) -> None:
     config = load_config(config_path)
     configure_logging(cast(LogFormat, config.logging.format), config.logging.level)
     node = await start_node(config)
+    tune_garbage_collection()  # as ``custody serve`` does
     _say(
         {
             "event": "ready",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import subprocess
+import sys
 import threading
 import urllib.request
 from pathlib import Path
@@ -630,3 +632,22 @@ def test_a_stopped_node_is_unavailable_and_its_log_intact(pki: Pki, tmp_path: Pa
         )
     with running_node(node_config(ledger, pki)) as again:
         assert log_state(again).tree_size == size == SAMPLE_SIZE + 1
+
+
+def test_a_serving_node_collects_garbage_less_often() -> None:
+    """``custody serve`` freezes what start-up allocated and raises the young threshold
+    (checked in a child process: the setting is process-wide)."""
+    script = (
+        "import gc\n"
+        "from services.node import YOUNG_COLLECTION_THRESHOLD, tune_garbage_collection\n"
+        "before = gc.get_threshold()\n"
+        "tune_garbage_collection()\n"
+        "after = gc.get_threshold()\n"
+        "assert after == (YOUNG_COLLECTION_THRESHOLD, *before[1:]), (before, after)\n"
+        "assert gc.get_freeze_count() > 0\n"
+        "assert gc.isenabled()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
