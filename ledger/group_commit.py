@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import structlog
 
 from ledger.admission import Submission
-from ledger.errors import CustodyError, UnavailableError
+from ledger.errors import CustodyError, InternalError, UnavailableError
 from ledger.receipts import Receipt
 from ledger.sequencer import AdmittedBatch, AppendOutcome, Sequencer
 
@@ -205,6 +205,9 @@ class GroupCommitter:
             )
         except Exception as exc:
             _fail(batch, exc)
+            return
+        if len(outcomes) != len(submissions):
+            _fail(batch, InternalError(f"{len(outcomes)} outcomes for {len(submissions)} entries"))
             return
         start = 0
         for group in batch:

@@ -123,23 +123,9 @@ class NodeConfig:
             raise ConfigurationError("[logging] format must be json or console")
         if self.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigurationError("[logging] level must be debug, info, warning or error")
-        if self.limits.max_message_bytes < MIN_MESSAGE_BYTES:
-            raise ConfigurationError(
-                f"[limits] max_message_bytes must be at least {MIN_MESSAGE_BYTES} "
-                "(entries come back in receipts and Follow messages with a checkpoint and proof)"
-            )
-        for name in (
-            "max_in_flight_per_stream",
-            "max_streams_per_partner",
-            "max_batch",
-            "max_pending",
-        ):
-            if getattr(self.limits, name) < 1:
-                raise ConfigurationError(f"[limits] {name} must be positive")
+        self._check_limits()
         if self.sequencer.verify_threads < 1:
             raise ConfigurationError("[sequencer] verify_threads must be positive")
-        if self.limits.max_concurrent_rpcs < 0:
-            raise ConfigurationError("[limits] max_concurrent_rpcs must be 0 (unbounded) or more")
         for where, seconds in (
             ("[limits] follow_idle_seconds", self.limits.follow_idle_seconds),
             ("[limits] shutdown_grace_seconds", self.limits.shutdown_grace_seconds),
@@ -156,6 +142,29 @@ class NodeConfig:
         if self.metrics.listen:
             split_address(self.metrics.listen, "[metrics] listen")
         return self
+
+    def _check_limits(self) -> None:
+        """[limits] that cannot work."""
+        if self.limits.max_message_bytes < MIN_MESSAGE_BYTES:
+            raise ConfigurationError(
+                f"[limits] max_message_bytes must be at least {MIN_MESSAGE_BYTES} "
+                "(entries come back in receipts and Follow messages with a checkpoint and proof)"
+            )
+        for name in (
+            "max_in_flight_per_stream",
+            "max_streams_per_partner",
+            "max_batch",
+            "max_pending",
+        ):
+            if getattr(self.limits, name) < 1:
+                raise ConfigurationError(f"[limits] {name} must be positive")
+        if self.limits.max_pending < self.limits.max_batch:
+            raise ConfigurationError(
+                "[limits] max_pending must be at least max_batch (a stream's message of "
+                "max_batch entries must fit in the sequencer's queue)"
+            )
+        if self.limits.max_concurrent_rpcs < 0:
+            raise ConfigurationError("[limits] max_concurrent_rpcs must be 0 (unbounded) or more")
 
 
 def _is_loopback(host: str) -> bool:

@@ -151,9 +151,14 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
             for signature in item[0].signatures
         }
         registered: dict[str, bytes] = {}
+        lookup_failed: CustodyError | None = None
         if wanted:
-            found = await asyncio.to_thread(self.domain.view().keys, wanted)
-            registered = {keyid: record.public_key for keyid, record in found.items()}
+            try:
+                found = await asyncio.to_thread(self.domain.view().keys, wanted)
+            except CustodyError as exc:  # refuses the entries that needed it, no others
+                lookup_failed = exc
+            else:
+                registered = {keyid: record.public_key for keyid, record in found.items()}
         partner = caller.partner_id
         submissions: list[Submission | CustodyError] = []
         for item in checked:
@@ -162,6 +167,9 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
                 continue
             envelope, keys = item
             if not keys:
+                if lookup_failed is not None:
+                    submissions.append(lookup_failed)
+                    continue
                 keys = [registered[s.keyid] for s in envelope.signatures if s.keyid in registered]
             submissions.append(Submission(envelope, tuple(keys), partner))
         return submissions
@@ -451,7 +459,9 @@ class _AppendStream:
                 else:
                     ready.extend(item)
             if not ready:
-                return  # finished, all sent
+                if finished:
+                    return  # every entry read is answered
+                continue
             group = [ready.popleft()]
             size = group[0][0].ByteSize() + _OUTCOME_FRAMING
             while ready:
@@ -469,10 +479,16 @@ class _AppendStream:
         future: asyncio.Future[list[AppendOutcome]],
     ) -> None:
         self.in_flight.discard(future)
-        if not self.closed:
-            metrics = self.service.metrics
+        if self.closed:
+            return
+        metrics = self.service.metrics
+        try:
             outcomes = _group_outcomes(sequences, future, metrics)
-            self.outcomes.put_nowait([(outcome, read_at) for outcome in outcomes])
+        except Exception as exc:  # a bug here must still answer the group, not stall it
+            internal = InternalError(f"internal error ({type(exc).__name__}); see the node's log")
+            internal.__cause__ = exc
+            outcomes = [_refusal_outcome(sequence, internal, metrics) for sequence in sequences]
+        self.outcomes.put_nowait([(outcome, read_at) for outcome in outcomes])
 
     async def _next_request(
         self, requests: AsyncIterator[ledger_service_pb2.AppendStreamRequest]

@@ -299,6 +299,7 @@ def tune_garbage_collection() -> None:
     generation is collected less often. Memory held by cycles waiting for a
     collection stays small: one young generation of allocations.
     """
+    gc.collect()  # start-up's own garbage is not frozen in
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)

@@ -11,7 +11,13 @@ import pytest
 
 from ledger.admission import Submission
 from ledger.dsse import Envelope
-from ledger.errors import CustodyError, StorageError, UnavailableError, UnsignedEntryError
+from ledger.errors import (
+    CustodyError,
+    InternalError,
+    StorageError,
+    UnavailableError,
+    UnsignedEntryError,
+)
 from ledger.group_commit import GroupCommitter
 from ledger.receipts import Receipt, verify_receipt
 from ledger.sequencer import AdmittedBatch, Sequencer
@@ -321,3 +327,94 @@ def test_when_the_loop_dies_every_waiting_caller_is_answered(
     assert isinstance(first, list)
     assert isinstance(first[0], Receipt)  # the batch being committed finished and answered
     assert all(isinstance(outcome, UnavailableError) for outcome in rest), rest
+
+
+def test_closing_refuses_callers_waiting_for_room_and_commits_what_is_queued(
+    sequencer: Sequencer,
+    store: LogStore,
+    make_submission: SubmissionFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = threading.Event()
+    real = sequencer.admit_batch
+
+    def held(submissions: list[Submission]) -> AdmittedBatch:
+        gate.wait(10)
+        return real(submissions)
+
+    monkeypatch.setattr(sequencer, "admit_batch", held)
+
+    async def run() -> list[object]:
+        committer = GroupCommitter(sequencer, max_batch=2, max_pending=2)
+        committer.start()
+        taken = await committer.enqueue_many([make_submission()])  # being admitted
+        await asyncio.sleep(0.1)
+        queued = await committer.enqueue_many([make_submission(), make_submission()])
+        waiting = asyncio.ensure_future(committer.enqueue_many([make_submission()]))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        closing = asyncio.ensure_future(committer.close())
+        asyncio.get_running_loop().call_later(0.2, gate.set)
+        answers = await asyncio.wait_for(
+            asyncio.gather(taken, queued, waiting, return_exceptions=True), 10
+        )
+        await asyncio.wait_for(closing, 10)
+        return list(answers)
+
+    taken, queued, waiting = asyncio.run(run())
+    assert isinstance(waiting, UnavailableError)
+    assert isinstance(taken, list)
+    assert isinstance(queued, list)
+    assert [type(outcome) for outcome in [*taken, *queued]] == [Receipt] * 3
+    assert store.size() == 3
+
+
+def test_a_cancelled_group_is_left_out_whole(
+    sequencer: Sequencer, store: LogStore, make_submission: SubmissionFactory
+) -> None:
+    dropped = [make_submission() for _ in range(3)]
+    kept = make_submission()
+
+    async def run() -> Receipt:
+        committer = GroupCommitter(sequencer)
+        committer.start()
+        group = await committer.enqueue_many(dropped)
+        answered = asyncio.ensure_future(committer.submit(kept))
+        group.cancel()  # before the committer took it
+        receipt = await answered
+        await committer.close()
+        return receipt
+
+    receipt = asyncio.run(run())
+    assert receipt.index == 0
+    assert store.size() == 1
+    assert store.indices_for_digests({s.envelope.digest() for s in dropped}) == {}
+
+
+def test_a_sequencer_answering_the_wrong_count_fails_the_batch(
+    sequencer: Sequencer,
+    store: LogStore,
+    make_submission: SubmissionFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Outcomes are matched to callers by position: a count that does not match is the
+    node's own fault, never a caller handed another's receipt."""
+    real = sequencer.sequence_batch
+
+    def short(admitted: AdmittedBatch) -> list[Receipt | CustodyError]:
+        return real(admitted)[:-1]
+
+    monkeypatch.setattr(sequencer, "sequence_batch", short)
+
+    async def run() -> list[object]:
+        committer = GroupCommitter(sequencer)
+        committer.start()
+        groups = [
+            await committer.enqueue_many([make_submission(), make_submission()]),
+            await committer.enqueue_many([make_submission()]),
+        ]
+        answers = await asyncio.gather(*groups, return_exceptions=True)
+        await committer.close()
+        return list(answers)
+
+    assert all(isinstance(answer, InternalError) for answer in asyncio.run(run()))

@@ -41,11 +41,12 @@ from ledger import merkle
 from ledger.checkpoint import open_checkpoint
 from ledger.domain.records import EVENT_PAYLOAD_TYPE
 from ledger.dsse import Envelope, Signature, sign_envelope
-from ledger.errors import InclusionProofError, VerificationError
+from ledger.errors import InclusionProofError, StorageError, VerificationError
 from ledger.leaf import decode_leaf, envelope_to_proto
 from ledger.log_verifier import verify_log
 from ledger.note import VerifierKey
 from ledger.storage import LogStore
+from ledger.storage.domain_store import DomainView
 from ledger.storage.log_store import LogView
 from ledger.wire import ALREADY_LOGGED, consistency_from_proto, inclusion_from_proto
 from tests.services.node_support import (
@@ -532,6 +533,83 @@ def test_outcomes_ready_together_come_back_grouped(
         assert outcome.WhichOneof("outcome") == "receipt", outcome.refusal
         verified(outcome.receipt, envelope, log_key)
     assert log_state(node).tree_size == before.tree_size + count
+
+
+def test_a_failed_key_lookup_refuses_only_the_entries_that_needed_it(
+    node: NodeThread,
+    connect: Connections,
+    log_key: VerifierKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The registry read for an entry sent without its keys fails: that entry is refused
+    STORAGE_ERROR in band (retry later); the entry beside it that brought its keys is
+    appended, and so is the next message's."""
+
+    def unavailable(_view: DomainView, _keyids: object) -> dict[str, object]:
+        raise StorageError("the database went away")
+
+    monkeypatch.setattr(DomainView, "keys", unavailable)
+    with_keys, without_keys, after = (lualaba_extraction() for _ in range(3))
+    first_answered = threading.Event()
+
+    def requests() -> Iterator[ledger_service_pb2.AppendStreamRequest]:
+        yield stream_message([stream_entry(0, with_keys, [LUALABA]), stream_entry(1, without_keys)])
+        first_answered.wait(20)
+        yield stream_message([stream_entry(2, after, [LUALABA])])
+
+    before = log_state(node)
+    outcomes: list[ledger_service_pb2.StreamOutcome] = []
+    for response in connect(LUALABA).ledger.AppendStream(requests(), timeout=60):
+        outcomes.extend(response.outcomes)
+        if len(outcomes) >= 2:
+            first_answered.set()
+
+    by_sequence = outcomes_by_sequence(outcomes)
+    assert sorted(by_sequence) == [0, 1, 2]
+    failed = by_sequence[1]
+    assert failed.WhichOneof("outcome") == "refusal", failed.receipt
+    assert (failed.refusal.code, failed.refusal.reason) == (
+        Code.UNAVAILABLE.value[0],
+        "STORAGE_ERROR",
+    )
+    indices = [
+        verified(by_sequence[sequence].receipt, envelope, log_key).receipt.index
+        for sequence, envelope in ((0, with_keys), (2, after))
+    ]
+    assert indices == [before.tree_size, before.tree_size + 1]
+    assert log_state(node).tree_size == before.tree_size + 2
+
+
+def test_a_message_longer_than_a_batch_is_answered_whole_and_in_order(
+    pki: Pki, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """max_batch=8: a message of 30 entries (the window has room for all) is queued in
+    groups no batch splits, each at most a batch; every entry is answered once and
+    appended in message order."""
+    ledger = new_ledger(tmp_path_factory.mktemp("batch"))
+    log_key = log_verifier_key(ledger)
+    count = 30
+    with running_node(node_config(ledger, pki, max_batch=8)) as node:
+        envelopes = [lualaba_extraction() for _ in range(count)]
+        message = stream_message(
+            stream_entry(sequence, envelope, [LUALABA])
+            for sequence, envelope in enumerate(envelopes)
+        )
+        with Connections(node, pki) as connections:
+            responses = list(connections(LUALABA).ledger.AppendStream(iter([message]), timeout=60))
+        by_sequence = outcomes_by_sequence(stream_outcomes(responses))
+        assert sorted(by_sequence) == list(range(count))
+        indices = [
+            verified(by_sequence[sequence].receipt, envelope, log_key).receipt.index
+            for sequence, envelope in enumerate(envelopes)
+        ]
+        assert indices == list(range(SAMPLE_SIZE, SAMPLE_SIZE + count))
+        registry = node.node.metrics.registry
+        batches = registry.get_sample_value("custody_batch_entries_count")
+        at_most_10 = registry.get_sample_value("custody_batch_entries_bucket", {"le": "10.0"})
+        assert batches is not None
+        assert batches >= count / 8
+        assert at_most_10 == batches
 
 
 def test_an_empty_message_is_harmless(

@@ -185,6 +185,7 @@ def test_the_deployment_example_loads(tmp_path: Path) -> None:
         ("[node]\nlisen = '127.0.0.1:1'\n", {}, "unknown setting"),
         ("[limits]\nmax_batch = true\n", {}, "must be an integer"),
         ("[limits]\nmax_batch = 0\n", {}, "must be positive"),
+        ("[limits]\nmax_pending = 500\n", {}, "at least max_batch"),
         ("", {"CUSTODY_LIMITS_MAX_BATCH": "ten"}, "must be an integer"),
         ("", {"CUSTODY_NODE_INSECURE_DEV": "maybe"}, "true or false"),
         ("[node]\nlisten = 'nohost'\n", {}, "host:port"),

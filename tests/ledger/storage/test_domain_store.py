@@ -338,6 +338,19 @@ def test_loads_beyond_one_in_chunk(log: LogStore, domain: DomainStore) -> None:
     assert loaded == {head.subject: head for head in heads}
 
 
+def test_view_keys_reads_many_keyids_at_once(log: LogStore, domain: DomainStore) -> None:
+    """More keyids than one IN list holds; unknown ones are left out."""
+    keys = [
+        PartnerKey(f"{number:064x}", "all-roles", number.to_bytes(32, "big"), number, None)
+        for number in range(1_000)
+    ]
+    flush(log, domain, state_of(*keys))
+    unknown = f"{5_000:064x}"
+    found = domain.view().keys([*(key.keyid for key in keys), unknown])
+    assert found == {key.keyid: key for key in keys}
+    assert domain.view().keys([]) == {}
+
+
 def test_flush_upserts_the_latest_version(log: LogStore, domain: DomainStore) -> None:
     lot = next(r for r in sample_records() if isinstance(r, Lot))
     flush(log, domain, state_of(lot))
