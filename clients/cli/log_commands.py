@@ -15,6 +15,7 @@ import click
 from clients.cli import remote_log
 from clients.cli.context import CliContext, load_key
 from clients.cli.entries import parse_entries
+from clients.cli.options import json_option, signing_keys_option
 from clients.cli.remote import RemoteOptions, remote_options, vkey_option
 from clients.cli.render import b64, entry_json, micros_to_iso, to_json
 from clients.cli.submit_command import (
@@ -55,7 +56,6 @@ from ledger.storage import migrate
 from ledger.storage.log_store import MAX_INDEX, LogView
 
 pass_cli = click.make_pass_decorator(CliContext)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 log_key_option = click.option(
     "--log-key",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -130,14 +130,7 @@ def log() -> None:
 
 @log.command("append")
 @click.argument("entries_file", type=click.File("r", encoding="utf-8"))
-@click.option(
-    "--key",
-    "key_files",
-    multiple=True,
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Signing key (repeat for several signatures, e.g. k administrators).",
-)
+@signing_keys_option
 @log_key_option
 @json_option
 @vkey_option

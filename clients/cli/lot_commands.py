@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from clients.cli.context import CliContext
+from clients.cli.options import json_option
 from clients.cli.render import micros_to_iso, to_json
 from ledger.domain.provenance import (
     ElementComposition,
@@ -18,7 +19,6 @@ from ledger.errors import NotFoundError
 from ledger.storage.domain_store import DomainStore, DomainView
 
 pass_cli = click.make_pass_decorator(CliContext)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
 @click.group()

@@ -16,6 +16,7 @@ import click
 
 from clients.cli.context import CliContext, load_key
 from clients.cli.entries import parse_entries
+from clients.cli.options import json_option, signing_keys_option
 from clients.cli.remote import RemoteOptions, connect, remote_options, vkey_option
 from clients.cli.render import b64, to_json
 from clients.sdk import DEFAULT_WINDOW, SubmitItem, SubmitOutcome
@@ -154,15 +155,8 @@ def submit_entries(
 
 @click.command("submit")
 @click.argument("entries_file", type=click.File("r", encoding="utf-8"))
-@click.option(
-    "--key",
-    "key_files",
-    multiple=True,
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Signing key (repeat for several signatures, e.g. k administrators).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@signing_keys_option
+@json_option
 @click.option(
     "--progress",
     is_flag=True,
