@@ -30,17 +30,27 @@ class VerifiedReceipt:
     checkpoint: SignedCheckpoint
 
 
-def verify_receipt(receipt: Receipt, log_key: VerifierKey, entry_digest: bytes) -> VerifiedReceipt:
+def verify_receipt(
+    receipt: Receipt,
+    log_key: VerifierKey,
+    entry_digest: bytes,
+    *,
+    opened: SignedCheckpoint | None = None,
+) -> VerifiedReceipt:
     """Check a receipt for the entry with ``entry_digest``.
 
-    1. The checkpoint is signed by the log key.
+    1. The checkpoint is signed by the log key (or is, byte for byte, ``opened``: a
+       note already verified under that key, as the receipts of one batch share one).
     2. The leaf decodes, names the receipt's index and carries the submitted
        entry (same digest of its PAE bytes), and its signatures verify under the
        signer keys it carries (what every auditor of the leaf will check).
     3. The inclusion proof is for that leaf's hash, index and the
        checkpoint's size and root, and it verifies.
     """
-    signed = open_checkpoint(receipt.checkpoint, log_key)
+    if opened is not None and opened.raw == receipt.checkpoint:
+        signed = opened
+    else:
+        signed = open_checkpoint(receipt.checkpoint, log_key)
     leaf = decode_leaf(receipt.leaf)
     if leaf.index != receipt.index:
         raise VerificationError(f"receipt for index {receipt.index} carries leaf {leaf.index}")

@@ -13,8 +13,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ledger.checkpoint import Checkpoint, open_checkpoint
+from ledger.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint
 from ledger.errors import ConfigurationError, CustodyError
+from ledger.keys import fsync_dir
 from ledger.note import VerifierKey
 
 
@@ -45,29 +46,28 @@ class VerifiedState:
     def advance(self, note: bytes) -> None:
         """Save ``note`` (verified by the caller) unless the saved state is already newer
         or is this very checkpoint (nothing to write)."""
-        checkpoint = open_checkpoint(note, self.log_key).checkpoint
-        saved = self.load()
+        self.save(open_checkpoint(note, self.log_key), self.load())
+
+    def save(self, signed: SignedCheckpoint, saved: Checkpoint | None) -> None:
+        """Write ``signed`` over ``saved`` (what the file holds now, just loaded by the
+        caller) unless ``saved`` is newer or is this very checkpoint."""
+        checkpoint = signed.checkpoint
         if saved is not None and (saved.size > checkpoint.size or saved == checkpoint):
             return
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             with open(temporary, "wb") as handle:
-                handle.write(note)
+                handle.write(signed.raw)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, self.path)
+            fsync_dir(self.path.parent)  # the rename must survive a crash too
         except OSError as exc:
             with contextlib.suppress(FileNotFoundError):
                 temporary.unlink()
             message = f"cannot save the verified checkpoint {self.path}: {exc}"
             raise ConfigurationError(message) from exc
-        # The rename must survive a crash too.
-        directory = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
 
 
 def read_checkpoint(path: Path, log_key: VerifierKey) -> Checkpoint:

@@ -40,6 +40,7 @@ from clients.sdk import (
     SubmitOutcome,
 )
 from clients.sdk._internal.errors import AlreadyLoggedError, RemoteStatus, error_for
+from clients.sdk._internal.state import CheckpointState
 from clients.sdk._internal.verify import FollowVerifier
 from custody.v1 import event_pb2, ledger_service_pb2, log_pb2
 from ledger import merkle
@@ -730,6 +731,31 @@ def test_receipts_are_checked_against_the_saved_state(busy_node: Node, tmp_path:
     assert VerifiedState(fresh, busy_node.log_key).load() == newest
 
 
+def test_a_checkpoint_proven_once_is_not_proven_again(
+    node: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The saved state is read (and a consistency proof fetched) once per checkpoint new
+    to the client, not once per receipt or call that shows the same checkpoint."""
+    loads = 0
+    real_load = CheckpointState.load
+
+    def counted(self: CheckpointState) -> Checkpoint | None:
+        nonlocal loads
+        loads += 1
+        return real_load(self)
+
+    monkeypatch.setattr(CheckpointState, "load", counted)
+    with node.client(state_dir=tmp_path) as client:
+        first = client.checkpoint()
+        assert loads == 1
+        again = client.checkpoint()  # the node has not moved
+        assert again.checkpoint == first.checkpoint
+        assert loads == 1
+    with node.client(state_dir=tmp_path) as client:  # a new client proves it once itself
+        client.checkpoint()
+        assert loads == 2
+
+
 def test_entry_and_proofs_are_tied_to_signed_checkpoints(node: Node) -> None:
     with node.client() as client:
         entry = client.entry(5)
@@ -903,7 +929,8 @@ def test_follow_checks_each_new_checkpoint_against_the_saved_state(
         following = client.follow(size - 1)
         with contextlib.closing(following):
             assert next(following).index == size - 1
-            appended = client.submit(assay())  # receipts leave the state alone
+            with node.client() as elsewhere:  # no state: only Follow moves this client's
+                appended = elsewhere.submit(assay())
             while next(following).index < appended.receipt.index:
                 pass
     saved = VerifiedState(trusted, node.log_key).load()

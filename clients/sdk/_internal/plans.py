@@ -129,6 +129,9 @@ class ClientCore:
     def __init__(self, log_key: VerifierKey, state: CheckpointState | None) -> None:
         self.log_key = log_key
         self.state = state
+        # The last checkpoint ``remember`` proved one log with the saved state. Any later
+        # saved state was proven to extend it, so it need not be proven again.
+        self._remembered: Checkpoint | None = None
 
     @classmethod
     def trusting(cls, log_key: VerifierKey, state_dir: Path | None) -> ClientCore:
@@ -221,13 +224,14 @@ class ClientCore:
         """With a state directory: require ``signed`` and the saved checkpoint to be one
         log (a consistency proof between them), then keep the newer of the two."""
         state = self.state
-        if state is None:
+        if state is None or signed.checkpoint == self._remembered:
             return
         while True:
             saved = yield from local(state.load)
             if saved is not None:
                 yield from self.consistent(saved, signed)
             if (yield from local(functools.partial(state.advance_from, saved, signed))):
+                self._remembered = signed.checkpoint
                 return
 
     def consistent(self, trusted: Checkpoint, signed: SignedCheckpoint) -> Plan[ConsistencyProof]:

@@ -46,7 +46,8 @@ class CheckpointState:
         """Save ``signed`` (never moving backwards) if the saved checkpoint is still
         ``expected``; False, changing nothing, if it moved meanwhile."""
         with self._lock:
-            if self._verified.load() != expected:
+            saved = self._verified.load()
+            if saved != expected:
                 return False
-            self._verified.advance(signed.raw)
+            self._verified.save(signed, saved)
             return True

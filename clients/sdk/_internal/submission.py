@@ -11,6 +11,7 @@ from clients.sdk._internal.plans import ClientCore, Plan
 from clients.sdk._internal.results import SubmitItem, SubmitOutcome
 from clients.sdk._internal.verify import verified_receipt
 from custody.v1 import ledger_service_pb2
+from ledger.checkpoint import SignedCheckpoint
 from ledger.dsse import Envelope
 from ledger.errors import MalformedEnvelopeError, VerificationError
 from ledger.leaf import envelope_to_proto
@@ -65,7 +66,8 @@ class SubmitStream:
         self._pending: dict[int, tuple[Envelope, list[bytes]]] = {}
         self._sent = 0
         self._input_error: BaseException | None = None
-        self._remembered_size = 0  # the largest receipt checkpoint checked against the state
+        # The receipts of one batch share its checkpoint: opened once, not per receipt.
+        self._checkpoint: SignedCheckpoint | None = None
 
     def entry_for(self, item: SubmitItem) -> ledger_service_pb2.StreamEntry:
         """The stream entry for an input item, registered as awaiting its answer."""
@@ -97,11 +99,11 @@ class SubmitStream:
         kind = response.WhichOneof("outcome")
         if kind == "receipt":
             log_key = self._core.log_key
-            receipt = verified_receipt(response.receipt, envelope, log_key, duplicate=False)
-            if receipt.checkpoint.checkpoint.size > self._remembered_size:
-                # Once per batch: the receipts of one batch share its checkpoint.
-                yield from self._core.remember(receipt.checkpoint)
-                self._remembered_size = receipt.checkpoint.checkpoint.size
+            receipt = verified_receipt(
+                response.receipt, envelope, log_key, duplicate=False, opened=self._checkpoint
+            )
+            self._checkpoint = receipt.checkpoint
+            yield from self._core.remember(receipt.checkpoint)
             return SubmitOutcome(position, envelope, receipt, None)
         if kind != "refusal":
             raise VerificationError(f"the node's answer to sequence {position} is empty")

@@ -82,16 +82,22 @@ def verified_bundle(
 
 
 def verified_receipt(
-    message: log_pb2.AppendReceipt, envelope: Envelope, log_key: VerifierKey, *, duplicate: bool
+    message: log_pb2.AppendReceipt,
+    envelope: Envelope,
+    log_key: VerifierKey,
+    *,
+    duplicate: bool,
+    opened: SignedCheckpoint | None = None,
 ) -> VerifiedReceipt:
     """``ledger.receipts.verify_receipt`` on the wire form, and nothing besides: the
     checkpoint is signed by the log key, the leaf decodes, names the receipt's index,
     carries this very envelope (same entry digest) and valid signatures by its signer
     keys, and the inclusion proof ties it to the checkpoint's root. One copy of these
-    checks: the SDK does not re-check what ``verify_receipt`` checks."""
+    checks: the SDK does not re-check what ``verify_receipt`` checks. ``opened``: a
+    checkpoint verified before, used if the receipt carries these very note bytes."""
     try:
         receipt = receipt_from_proto(message, duplicate=duplicate)
-        return verify_receipt(receipt, log_key, envelope.digest())
+        return verify_receipt(receipt, log_key, envelope.digest(), opened=opened)
     except MalformedError as exc:
         raise _node_sent("receipt", exc) from exc
 
