@@ -16,7 +16,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ledger.errors import KeyFileError, MalformedKeyError
+from ledger.errors import ConfigurationError, KeyFileError, MalformedKeyError
 
 LOG_KEY_PASSPHRASE_ENV = "CUSTODY_LOG_KEY_PASSPHRASE"  # noqa: S105 (a variable name)
 """Where the log's encrypted signing key takes its passphrase from (CLI and node alike)."""
@@ -130,6 +130,15 @@ def passphrase_from_env(variable: str) -> bytes | None:
     or empty), for the CLI and the node alike."""
     value = os.environ.get(variable)
     return value.encode() if value else None
+
+
+def read_pem_file(path: Path, what: str) -> bytes:
+    """A certificate, CA bundle or TLS key file's bytes; a file that cannot be read is a
+    configuration error naming ``what`` it should hold."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the {what} {path}: {exc}") from exc
 
 
 def read_private_file(path: Path) -> bytes:

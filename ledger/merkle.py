@@ -295,6 +295,11 @@ class InclusionProof:
         """Raise InclusionProofError unless the proof links leaf_hash to root."""
         verify_inclusion(self.leaf_hash, self.index, self.tree_size, self.hashes, self.root)
 
+    def is_for(self, index: int, tree_size: int, root: bytes) -> bool:
+        """Whether the proof is about ``index`` in the tree of ``tree_size`` with ``root``
+        (what a caller checks before ``verify``, which only checks the proof's own claim)."""
+        return self.index == index and self.tree_size == tree_size and self.root == root
+
     def to_json(self) -> dict[str, Any]:
         """The DESIGN §3.3 JSON form (base64 hashes, fixed key order)."""
         return {

@@ -58,11 +58,9 @@ def verify_receipt(
         raise VerificationError("receipt's leaf does not carry the submitted entry")
     verify_leaf_signatures(leaf)
     proof = receipt.inclusion
-    if (
-        proof.leaf_hash != merkle.leaf_hash(receipt.leaf)
-        or proof.index != receipt.index
-        or proof.tree_size != signed.checkpoint.size
-        or proof.root != signed.checkpoint.root_hash
+    checkpoint = signed.checkpoint
+    if proof.leaf_hash != merkle.leaf_hash(receipt.leaf) or not proof.is_for(
+        receipt.index, checkpoint.size, checkpoint.root_hash
     ):
         raise InclusionProofError("receipt's inclusion proof is not for its leaf and checkpoint")
     proof.verify()

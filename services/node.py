@@ -35,7 +35,12 @@ from ledger.custody_rules import CustodyRules
 from ledger.domain.records import GOVERNANCE_PAYLOAD_TYPE
 from ledger.errors import ConfigurationError
 from ledger.group_commit import GroupCommitter
-from ledger.keys import LOG_KEY_PASSPHRASE_ENV, load_private_key, passphrase_from_env
+from ledger.keys import (
+    LOG_KEY_PASSPHRASE_ENV,
+    load_private_key,
+    passphrase_from_env,
+    read_pem_file,
+)
 from ledger.note import NoteSigner
 from ledger.receipts import Receipt
 from ledger.sequencer import AppendOutcome, Sequencer
@@ -64,10 +69,7 @@ SERVICE_NAMES = (
 def _read(path: Path | None, what: str) -> bytes:
     if path is None:
         raise ConfigurationError(f"no {what} configured")
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read the {what} {path}: {exc}") from exc
+    return read_pem_file(path, what)
 
 
 def server_credentials(config: NodeConfig) -> grpc.ServerCredentials:

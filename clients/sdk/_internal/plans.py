@@ -376,11 +376,7 @@ class ClientCore:
             ledger_service_pb2.GetInclusionProofResponse,
         )
         proof = inclusion_of(response.proof)
-        if (
-            proof.index != end - 1
-            or proof.tree_size != size
-            or proof.root != signed.checkpoint.root_hash
-        ):
+        if not proof.is_for(end - 1, size, signed.checkpoint.root_hash):
             raise InclusionProofError(
                 f"the inclusion proof is not for leaf {end - 1} in the checkpoint of size {size}"
             )

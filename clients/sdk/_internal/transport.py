@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 
 from ledger.errors import ConfigurationError
+from ledger.keys import read_pem_file
 from ledger.wire import DEV_PARTNER_METADATA
 
 MAX_RECEIVE_BYTES = 64 << 20
@@ -40,9 +41,9 @@ class ClientTls:
     ) -> ClientTls:
         """Read the CA bundle, the client certificate and its key from PEM files."""
         return cls(
-            _read(Path(ca), "CA bundle"),
-            _read(Path(cert), "client certificate"),
-            _read(Path(key), "client key"),
+            read_pem_file(Path(ca), "CA bundle"),
+            read_pem_file(Path(cert), "client certificate"),
+            read_pem_file(Path(key), "client key"),
             server_name,
         )
 
@@ -52,13 +53,6 @@ class ClientTls:
             private_key=self.key_pem,
             certificate_chain=self.cert_pem,
         )
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read the {what} {path}: {exc}") from exc
 
 
 @dataclass(frozen=True)

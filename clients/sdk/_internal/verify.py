@@ -15,6 +15,8 @@ verified leaves.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from clients.sdk._internal.results import LogEntry
@@ -40,45 +42,43 @@ from ledger.wire import consistency_from_proto, inclusion_from_proto, receipt_fr
 # MalformedError itself would read as if the caller's own input were malformed.
 
 
-def _node_sent(what: str, exc: MalformedError) -> VerificationError:
-    error = VerificationError(f"the node sent a malformed {what}: {exc}")
-    error.reason = exc.reason
-    return error
+@contextlib.contextmanager
+def _from_node(what: str) -> Iterator[None]:
+    """Parsing something the node sent: a MalformedError becomes a VerificationError
+    (keeping the parser's reason)."""
+    try:
+        yield
+    except MalformedError as exc:
+        error = VerificationError(f"the node sent a malformed {what}: {exc}")
+        error.reason = exc.reason
+        raise error from exc
 
 
 def signed_checkpoint(note: bytes, log_key: VerifierKey) -> SignedCheckpoint:
     """``open_checkpoint`` on a note the node sent."""
-    try:
+    with _from_node("checkpoint"):
         return open_checkpoint(note, log_key)
-    except MalformedError as exc:
-        raise _node_sent("checkpoint", exc) from exc
 
 
 def inclusion_of(message: log_pb2.InclusionProof) -> InclusionProof:
-    try:
+    with _from_node("inclusion proof"):
         return inclusion_from_proto(message)
-    except MalformedError as exc:
-        raise _node_sent("inclusion proof", exc) from exc
 
 
 def consistency_of(message: log_pb2.ConsistencyProof) -> ConsistencyProof:
-    try:
+    with _from_node("consistency proof"):
         return consistency_from_proto(message)
-    except MalformedError as exc:
-        raise _node_sent("consistency proof", exc) from exc
 
 
 def verified_bundle(
     message: bundle_pb2.ProvenanceBundle, lot_id: str, log_key: VerifierKey
 ) -> tuple[ProvenanceBundle, VerifiedBundle]:
     """The node's bundle for ``lot_id``, checked by ``ledger.bundle.verify_bundle``."""
-    try:
+    with _from_node("provenance bundle"):
         bundle = ProvenanceBundle.from_proto(message)
         if bundle.lot_id != lot_id:
             raise VerificationError(f"asked to trace {lot_id!r}, got a bundle of {bundle.lot_id!r}")
         return bundle, verify_bundle(bundle, log_key)
-    except MalformedError as exc:
-        raise _node_sent("provenance bundle", exc) from exc
 
 
 def verified_receipt(
@@ -95,11 +95,9 @@ def verified_receipt(
     keys, and the inclusion proof ties it to the checkpoint's root. One copy of these
     checks: the SDK does not re-check what ``verify_receipt`` checks. ``opened``: a
     checkpoint verified before, used if the receipt carries these very note bytes."""
-    try:
+    with _from_node("receipt"):
         receipt = receipt_from_proto(message, duplicate=duplicate)
         return verify_receipt(receipt, log_key, envelope.digest(), opened=opened)
-    except MalformedError as exc:
-        raise _node_sent("receipt", exc) from exc
 
 
 def verified_leaf(index: int, raw: bytes) -> Leaf:
@@ -122,11 +120,8 @@ def verified_leaf(index: int, raw: bytes) -> Leaf:
 def check_inclusion(proof: InclusionProof, leaf: Leaf, signed: SignedCheckpoint) -> None:
     """The proof is for this leaf's hash and index in the signed tree, and it verifies."""
     checkpoint = signed.checkpoint
-    if (
-        proof.index != leaf.index
-        or proof.leaf_hash != leaf.leaf_hash
-        or proof.tree_size != checkpoint.size
-        or proof.root != checkpoint.root_hash
+    if proof.leaf_hash != leaf.leaf_hash or not proof.is_for(
+        leaf.index, checkpoint.size, checkpoint.root_hash
     ):
         raise InclusionProofError(
             f"the inclusion proof is not for leaf {leaf.index} in the checkpoint of size "
@@ -350,11 +345,7 @@ class FollowVerifier:
                 f"the checkpoint of size {size}"
             )
         proof = inclusion_of(message.last_entry_proof)
-        if (
-            proof.index != last.index
-            or proof.tree_size != size
-            or proof.root != signed.checkpoint.root_hash
-        ):
+        if not proof.is_for(last.index, size, signed.checkpoint.root_hash):
             raise InclusionProofError(
                 f"the proof sent with leaves up to {last.index} is not for index {last.index} "
                 f"in the checkpoint of size {size}"
