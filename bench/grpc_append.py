@@ -92,28 +92,38 @@ import asyncio
 import dataclasses
 import hashlib
 import json
-import math
 import os
-import resource
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
 import grpc
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf.message import Message
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import MetaData, create_engine
 
+from bench.append import peak_rss_mb
+from bench.grpc_common import (
+    Latencies,
+    QueuedEntries,
+    UnaryClient,
+    client_cpu_s,
+    measure_raw,
+    own_channel,
+    packed_messages,
+    parse_levels,
+    partner_credentials,
+    percentile,
+    run_unary_level,
+    serve_if_asked,
+)
 from clients.pki import (
     CertificateAuthority,
     IssuedCertificate,
@@ -128,7 +138,6 @@ from clients.sample.synthetic import (
     SyntheticLog,
     synthetic_genesis_count,
 )
-from clients.sdk._internal.submission import MessagePacker  # the SDK's own packing
 from custody.v1 import event_pb2, governance_pb2, ledger_service_pb2, ledger_service_pb2_grpc
 from ledger.admission import Submission
 from ledger.custody_rules import CustodyRules
@@ -157,51 +166,6 @@ StreamEntry = ledger_service_pb2.StreamEntry
 StreamRequest = ledger_service_pb2.AppendStreamRequest
 StreamResponse = ledger_service_pb2.AppendStreamResponse
 StreamCall = grpc.aio.StreamStreamCall[StreamRequest, StreamResponse]
-
-
-# --- raw Ed25519 -----------------------------------------------------------------------
-
-
-def raw_verify_rate(threads: int, seconds: float) -> float:
-    """Ed25519 verifications per second by ``threads`` threads together, each verifying
-    its own pre-made signatures over 300-byte messages for ``seconds``."""
-    counts = [0] * threads
-    starts = [0.0] * threads
-    ends = [0.0] * threads
-    barrier = threading.Barrier(threads)
-
-    def work(slot: int) -> None:
-        key = Ed25519PrivateKey.generate()
-        public = key.public_key()
-        pairs = [(key.sign(m), m) for m in (os.urandom(300) for _ in range(256))]
-        barrier.wait()
-        starts[slot] = time.perf_counter()
-        deadline = starts[slot] + seconds
-        done = 0
-        while time.perf_counter() < deadline:
-            for signature, message in pairs:
-                public.verify(signature, message)
-            done += len(pairs)
-        counts[slot] = done
-        ends[slot] = time.perf_counter()
-
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return sum(counts) / (max(ends) - min(starts))
-
-
-def measure_raw(seconds: float, when: str) -> tuple[float, float]:
-    one = raw_verify_rate(1, seconds)
-    two = raw_verify_rate(2, seconds)
-    print(
-        f"raw Ed25519 verification ({when}): one thread {one:,.0f}/s, "
-        f"two threads {two:,.0f}/s ({two / one:.2f} x)",
-        flush=True,
-    )
-    return one, two
 
 
 # --- workload --------------------------------------------------------------------------
@@ -380,12 +344,7 @@ class Setup:
     log_path: Path
 
     def credentials(self, partner_id: str) -> grpc.ChannelCredentials:
-        issued = self.partners[partner_id]
-        return grpc.ssl_channel_credentials(
-            root_certificates=self.ca.certificate_pem,
-            private_key=issued.private_key_pem,
-            certificate_chain=issued.certificate_pem,
-        )
+        return partner_credentials(self.ca, self.partners[partner_id])
 
 
 def reset_database(url: str) -> None:
@@ -467,11 +426,7 @@ def prepare(
 
 
 def _usage() -> dict[str, float]:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "peak_rss_mb": usage.ru_maxrss / 1024,
-    }
+    return {"cpu_s": client_cpu_s(), "peak_rss_mb": peak_rss_mb()}
 
 
 def _say(message: dict[str, object]) -> None:
@@ -632,23 +587,6 @@ def scrape(metrics_url: str) -> Scrape:
 # --- clients ---------------------------------------------------------------------------
 
 
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of sorted values."""
-    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
-
-
-def client_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def open_channel(setup: Setup, address: str, partner_id: str) -> grpc.aio.Channel:
-    # A local subchannel pool: every channel makes its own TLS connection.
-    return grpc.aio.secure_channel(
-        address, setup.credentials(partner_id), options=[("grpc.use_local_subchannel_pool", 1)]
-    )
-
-
 @dataclass(frozen=True)
 class StreamResult:
     seconds: float
@@ -677,35 +615,15 @@ async def run_stream_phase(
     finished = asyncio.Event()
     calls: list[StreamCall] = []
 
-    class Ready:
-        """A stream's positions cleared to go, as the SDK's packer reads them."""
-
-        def __init__(self, queue: asyncio.Queue[int | None]) -> None:
-            self.queue = queue
-
-        def empty(self) -> bool:
-            return self.queue.empty()
-
-        def get_nowait(self) -> StreamEntry | None:
-            position = self.queue.get_nowait()
-            return None if position is None else self.take(position)
-
-        def take(self, position: int) -> StreamEntry:
-            sent_at[position] = time.perf_counter()
-            return phase.requests[position]
+    def take(position: int) -> StreamEntry:
+        sent_at[position] = time.perf_counter()
+        return phase.requests[position]
 
     async def write(call: StreamCall, queue: asyncio.Queue[int | None]) -> None:
         # As the SDK does (its own packer): every entry cleared to go shares a message.
         try:
-            ready, packer = Ready(queue), MessagePacker()
-            while not packer.ended:
-                entry = packer.take_ahead()
-                if entry is None:
-                    position = await queue.get()
-                    if position is None:
-                        break
-                    entry = ready.take(position)
-                await call.write(packer.pack(entry, ready))
+            async for message in packed_messages(QueuedEntries(queue, take)):
+                await call.write(message)
             await call.done_writing()
         except Exception as exc:
             failures.append(exc)
@@ -772,69 +690,6 @@ async def run_stream_phase(
     return StreamResult(elapsed, latencies, len(calls))
 
 
-@dataclass
-class UnaryClient:
-    source: ExtractionSource
-    stub: ledger_service_pb2_grpc.LedgerServiceAsyncStub
-
-    async def run(
-        self, requests: Sequence[ledger_service_pb2.AppendRequest], deadline: float | None
-    ) -> list[float]:
-        """Send ``requests`` one after another, or (with a deadline) fresh ones until
-        then; return each call's latency in seconds."""
-        latencies: list[float] = []
-        pending: Iterator[ledger_service_pb2.AppendRequest] = iter(requests)
-        while True:
-            if deadline is None:
-                request = next(pending, None)
-                if request is None:
-                    return latencies
-            else:
-                if time.perf_counter() >= deadline:
-                    return latencies
-                request = self.source.next_request()
-            started = time.perf_counter()
-            response = await self.stub.Append(request, timeout=60)
-            latencies.append(time.perf_counter() - started)
-            if not response.HasField("receipt"):
-                raise SystemExit("an Append returned no receipt")
-
-
-@dataclass(frozen=True)
-class UnaryResult:
-    clients: int
-    latencies: list[float]
-    seconds: float
-
-
-async def run_unary_level(
-    clients: Sequence[UnaryClient],
-    warmup: int,
-    count: int,
-    seconds: float | None,
-    between: Callable[[], object],
-) -> UnaryResult:
-    """Warm up, call ``between``, then time ``count`` Appends (or ``seconds``) spread
-    over ``clients``."""
-    share = math.ceil(count / len(clients))
-    warm = max(2, math.ceil(warmup / len(clients)))
-    warm_requests = [[c.source.next_request() for _ in range(warm)] for c in clients]
-    timed_requests = (
-        [[c.source.next_request() for _ in range(share)] for c in clients]
-        if seconds is None
-        else [[] for _ in clients]
-    )
-    await asyncio.gather(*(c.run(r, None) for c, r in zip(clients, warm_requests, strict=True)))
-    between()
-    started = time.perf_counter()
-    deadline = None if seconds is None else started + seconds
-    results = await asyncio.gather(
-        *(c.run(r, deadline) for c, r in zip(clients, timed_requests, strict=True))
-    )
-    elapsed = time.perf_counter() - started
-    return UnaryResult(len(clients), [x for part in results for x in part], elapsed)
-
-
 # --- the run ---------------------------------------------------------------------------
 
 
@@ -882,7 +737,7 @@ async def grpc_phases(
 ) -> None:
     meter = PhaseMeter(node)
     stream_partners = sorted({p for phase in phases for p in phase.partners})
-    channels = {p: open_channel(setup, node.address, p) for p in stream_partners}
+    channels = {p: own_channel(node.address, setup.credentials(p)) for p in stream_partners}
     try:
         warmup, timed = phases
         started = time.perf_counter()
@@ -939,7 +794,7 @@ async def grpc_phases(
     stats = node.stats()
     results["peak_rss_mb_after_stream"] = round(stats["peak_rss_mb"], 1)
 
-    unary_channels = [open_channel(setup, node.address, m.partner_id) for m in mines]
+    unary_channels = [own_channel(node.address, setup.credentials(m.partner_id)) for m in mines]
     try:
         clients = [
             UnaryClient(ExtractionSource(mine), ledger_service_pb2_grpc.LedgerServiceStub(channel))
@@ -955,10 +810,8 @@ async def grpc_phases(
             )
             appends = len(outcome.latencies)
             use = meter.measure(appends)
-            ordered = sorted(outcome.latencies)
-            p50 = percentile(ordered, 0.50) * 1000
-            p99 = percentile(ordered, 0.99) * 1000
-            mean = statistics.fmean(ordered) * 1000
+            latency = Latencies.of(outcome.latencies)
+            p50, p99, mean = latency.p50_ms, latency.p99_ms, latency.mean_ms
             within = use.metrics.append_latency.share_within("0.015")
             results.update(
                 {
@@ -966,7 +819,7 @@ async def grpc_phases(
                     f"unary_{level}_p50_ms": round(p50, 2),
                     f"unary_{level}_p99_ms": round(p99, 2),
                     f"unary_{level}_mean_ms": round(mean, 2),
-                    f"unary_{level}_max_ms": round(ordered[-1] * 1000, 2),
+                    f"unary_{level}_max_ms": round(latency.max_ms, 2),
                     f"unary_{level}_per_s": round(appends / outcome.seconds),
                     f"unary_{level}_batch_mean": round(use.metrics.batch.mean(), 1),
                     f"unary_{level}_batch_sizes": use.metrics.batch.per_bucket(),
@@ -1040,16 +893,13 @@ def parse_args() -> argparse.Namespace:
         args.unary_count, args.unary_warmup = 200, 40
         args.unary_seconds = None
         args.raw_seconds = 0.5
-    args.levels = sorted({int(level) for level in str(args.levels).split(",") if level.strip()})
-    if not args.levels or min(args.levels) < 1:
-        parser.error("--levels needs positive client counts")
+    args.levels = parse_levels(parser, args.levels)
     return args
 
 
 def main() -> int:
     args = parse_args()
-    if args.serve is not None:
-        asyncio.run(_serve(args.serve))
+    if serve_if_asked(args, _serve):
         return 0
 
     results: dict[str, object] = {
@@ -1121,9 +971,7 @@ def main() -> int:
         results["peak_rss_mb"] = round(final["peak_rss_mb"], 1)
         results["node_cpu_s"] = round(final["cpu_s"], 1)
         results["ledger_size"] = final["tree_size"]
-        results["client_peak_rss_mb"] = round(
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
-        )
+        results["client_peak_rss_mb"] = round(peak_rss_mb(), 1)
         print(
             f"node: peak RSS {final['peak_rss_mb']:.0f} MB, ledger of {final['tree_size']:,} "
             f"entries; client peak RSS {results['client_peak_rss_mb']} MB",

@@ -11,6 +11,10 @@ every unary client on a channel (TLS connection) of its own. The server
 implements ``custody.v1.LedgerService``'s Append and AppendStream and does no
 work at all: every Append is answered with the same real receipt, every stream
 entry with an outcome carrying it. No verification, no rules, no database.
+As in bench.grpc_append, every channel is warmed before the clock starts and
+both processes' CPU time is read (its TLS handshake and two Appends per unary
+client, one one-entry AppendStream per stream), and stream messages are built
+beforehand: the figures cover the timed calls and entries alone.
 
 Figures (the last line printed is one JSON object with all of them):
 
@@ -30,13 +34,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import itertools
 import json
-import math
 import os
-import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,11 +48,22 @@ from typing import IO, cast
 import grpc
 from google.protobuf.message import Message
 
-from bench.grpc_append import measure_raw, percentile
+from bench.grpc_common import (
+    Latencies,
+    QueuedEntries,
+    UnaryClient,
+    client_cpu_s,
+    measure_raw,
+    own_channel,
+    packed_messages,
+    parse_levels,
+    partner_credentials,
+    run_unary_level,
+    serve_if_asked,
+)
 from clients.pki import init_ca, issue_partner, issue_server
 from clients.sample.synthetic import synthetic_submissions
 from clients.sdk import MESSAGE_BYTES
-from clients.sdk._internal.submission import MessagePacker
 from custody.v1 import ledger_service_pb2, ledger_service_pb2_grpc, log_pb2
 from ledger.custody_rules import CustodyRules
 from ledger.keys import generate_private_key
@@ -155,19 +166,6 @@ def real_receipt(directory: Path) -> tuple[Receipt, list[ledger_service_pb2.Appe
     return receipts[-1], requests
 
 
-class _Ready:
-    """Every entry is ready at once: what the packer reads for a prepared stream."""
-
-    def __init__(self, entries: collections.deque[ledger_service_pb2.StreamEntry]) -> None:
-        self._entries = entries
-
-    def empty(self) -> bool:
-        return False  # the end is said by None
-
-    def get_nowait(self) -> ledger_service_pb2.StreamEntry | None:
-        return self._entries.popleft() if self._entries else None
-
-
 class FloorServer:
     def __init__(self, directory: Path) -> None:
         self.process = subprocess.Popen(
@@ -196,94 +194,94 @@ class FloorServer:
             self.process.wait(timeout=10)
 
 
-def client_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 # --- measurements -----------------------------------------------------------------------
 
 
-async def unary_level(
-    channels: Sequence[grpc.aio.Channel],
-    requests: Sequence[ledger_service_pb2.AppendRequest],
-    count: int,
-) -> tuple[list[float], float]:
-    """``count`` Appends spread over the channels, each client sending its next one as
-    soon as the previous returned; latencies and elapsed seconds."""
-    share = math.ceil(count / len(channels))
+class CyclingRequests:
+    """A unary client's requests: the signed ones in turn, from its own offset."""
 
-    async def client(channel: grpc.aio.Channel, offset: int) -> list[float]:
-        stub = ledger_service_pb2_grpc.LedgerServiceStub(channel)
-        await stub.Append(requests[offset % len(requests)], timeout=30)  # warm
-        latencies = []
-        for number in range(share):
-            request = requests[(offset + number) % len(requests)]
-            started = time.perf_counter()
-            await stub.Append(request, timeout=30)
-            latencies.append(time.perf_counter() - started)
-        return latencies
+    def __init__(self, requests: Sequence[ledger_service_pb2.AppendRequest], offset: int) -> None:
+        self._requests = requests
+        self._next = offset
 
-    started = time.perf_counter()
-    parts = await asyncio.gather(*(client(c, i * 7) for i, c in enumerate(channels)))
-    return [x for part in parts for x in part], time.perf_counter() - started
+    def next_request(self) -> ledger_service_pb2.AppendRequest:
+        request = self._requests[self._next % len(self._requests)]
+        self._next += 1
+        return request
+
+
+class CpuMeter:
+    """Both processes' CPU time over a timed part."""
+
+    def __init__(self, server: FloorServer) -> None:
+        self.server = server
+        self._start = (0.0, 0.0)
+
+    def mark(self) -> None:
+        """The timed part starts now."""
+        self._start = (self.server.cpu_s(), client_cpu_s())
+
+    def used(self) -> tuple[float, float]:
+        """Server and client CPU seconds since ``mark``."""
+        server_cpu, client_cpu = self._start
+        return self.server.cpu_s() - server_cpu, client_cpu_s() - client_cpu
+
+
+async def stream_messages(
+    requests: Sequence[ledger_service_pb2.AppendRequest], share: int, offset: int, packed: bool
+) -> list[ledger_service_pb2.AppendStreamRequest]:
+    """One stream's ``share`` entries, every one ready at once: one per message, or
+    packed as the SDK packs them."""
+    entries = [
+        ledger_service_pb2.StreamEntry(
+            sequence=sequence,
+            envelope=requests[(offset + sequence) % len(requests)].envelope,
+            public_keys=requests[(offset + sequence) % len(requests)].public_keys,
+        )
+        for sequence in range(share)
+    ]
+    if not packed:
+        return [ledger_service_pb2.AppendStreamRequest(entries=[e]) for e in entries]
+    queue: asyncio.Queue[ledger_service_pb2.StreamEntry | None] = asyncio.Queue()
+    for entry in entries:
+        queue.put_nowait(entry)
+    queue.put_nowait(None)  # the end
+    return [m async for m in packed_messages(QueuedEntries(queue, lambda entry: entry))]
+
+
+async def one_stream(
+    channel: grpc.aio.Channel, outgoing: Sequence[ledger_service_pb2.AppendStreamRequest]
+) -> int:
+    """Send ``outgoing`` over one AppendStream as fast as it takes them; the entries
+    answered."""
+    call = ledger_service_pb2_grpc.LedgerServiceStub(channel).AppendStream()
+
+    async def write() -> None:
+        for message in outgoing:
+            await call.write(message)
+        await call.done_writing()
+
+    writer = asyncio.create_task(write())
+    answered = 0
+    async for response in call:
+        answered += len(response.outcomes)
+    await writer
+    return answered
 
 
 async def stream_run(
     channels: Sequence[grpc.aio.Channel],
-    requests: Sequence[ledger_service_pb2.AppendRequest],
-    entries: int,
-    packed: bool,
+    prepared: Sequence[Sequence[ledger_service_pb2.AppendStreamRequest]],
 ) -> float:
-    """``entries`` over one AppendStream per channel, sent as fast as the stream takes
-    them, one entry per message or packed to MESSAGE_BYTES; elapsed seconds."""
-    share = entries // len(channels)
-
-    def messages(offset: int) -> list[ledger_service_pb2.AppendStreamRequest]:
-        entries = collections.deque(
-            ledger_service_pb2.StreamEntry(
-                sequence=sequence,
-                envelope=requests[(offset + sequence) % len(requests)].envelope,
-                public_keys=requests[(offset + sequence) % len(requests)].public_keys,
-            )
-            for sequence in range(share)
-        )
-        if not packed:
-            return [ledger_service_pb2.AppendStreamRequest(entries=[e]) for e in entries]
-        ready = _Ready(entries)
-        packer = MessagePacker()  # the SDK's own packing
-        out: list[ledger_service_pb2.AppendStreamRequest] = []
-        while not packer.ended:
-            entry = packer.take_ahead()
-            if entry is None and (entry := ready.get_nowait()) is None:
-                break
-            out.append(packer.pack(entry, ready))
-        return out
-
-    prepared = [messages(i * 11) for i in range(len(channels))]
-
-    async def one(
-        channel: grpc.aio.Channel, outgoing: list[ledger_service_pb2.AppendStreamRequest]
-    ) -> int:
-        call = ledger_service_pb2_grpc.LedgerServiceStub(channel).AppendStream()
-
-        async def write() -> None:
-            for message in outgoing:
-                await call.write(message)
-            await call.done_writing()
-
-        writer = asyncio.create_task(write())
-        answered = 0
-        async for response in call:
-            answered += len(response.outcomes)
-        await writer
-        return answered
-
+    """One AppendStream per channel, each sending its prepared messages; elapsed seconds."""
     started = time.perf_counter()
-    answered = await asyncio.gather(*(one(c, m) for c, m in zip(channels, prepared, strict=True)))
+    answered = await asyncio.gather(
+        *(one_stream(c, m) for c, m in zip(channels, prepared, strict=True))
+    )
     elapsed = time.perf_counter() - started
-    if sum(answered) != share * len(channels):
-        raise SystemExit(f"{sum(answered)} of {share * len(channels)} stream entries answered")
+    expected = sum(len(e.entries) for m in prepared for e in m)
+    if sum(answered) != expected:
+        raise SystemExit(f"{sum(answered)} of {expected} stream entries answered")
     return elapsed
 
 
@@ -295,47 +293,61 @@ async def measure(
     results: dict[str, object],
 ) -> None:
     def channel(index: int) -> grpc.aio.Channel:
-        return grpc.aio.secure_channel(
-            server.address,
-            credentials[index % len(credentials)],
-            options=[("grpc.use_local_subchannel_pool", 1)],
-        )
+        return own_channel(server.address, credentials[index % len(credentials)])
 
+    meter = CpuMeter(server)
     for level in args.levels:
         channels = [channel(i) for i in range(level)]
         try:
-            server_cpu, client_cpu = server.cpu_s(), client_cpu_s()
-            latencies, seconds = await unary_level(channels, requests, args.unary_count)
-            server_cpu, client_cpu = server.cpu_s() - server_cpu, client_cpu_s() - client_cpu
+            clients = [
+                UnaryClient(
+                    CyclingRequests(requests, i * 7), ledger_service_pb2_grpc.LedgerServiceStub(c)
+                )
+                for i, c in enumerate(channels)
+            ]
+            # Every channel's TLS handshake and first calls happen in the warm-up, before
+            # the clock starts and the CPU time is read.
+            outcome = await run_unary_level(clients, 0, args.unary_count, None, meter.mark)
+            server_cpu, client_cpu = meter.used()
         finally:
             for c in channels:
                 await c.close()
-        calls = len(latencies) + level  # and one warm-up call per client
+        calls = len(outcome.latencies)
         results[f"floor_unary_{level}_server_cpu_us_per_call"] = round(server_cpu * 1e6 / calls)
         results[f"floor_unary_{level}_client_cpu_us_per_call"] = round(client_cpu * 1e6 / calls)
-        ordered = sorted(latencies)
-        p50, p99 = percentile(ordered, 0.5) * 1000, percentile(ordered, 0.99) * 1000
+        latency = Latencies.of(outcome.latencies)
+        p50, p99 = latency.p50_ms, latency.p99_ms
         results[f"floor_unary_{level}_p50_ms"] = round(p50, 2)
         results[f"floor_unary_{level}_p99_ms"] = round(p99, 2)
-        results[f"floor_unary_{level}_mean_ms"] = round(statistics.fmean(ordered) * 1000, 2)
-        results[f"floor_unary_{level}_per_s"] = round(len(latencies) / seconds)
+        results[f"floor_unary_{level}_mean_ms"] = round(latency.mean_ms, 2)
+        results[f"floor_unary_{level}_per_s"] = round(calls / outcome.seconds)
         print(
             f"floor: unary Append, {level:>2} clients: p50 {p50:6.2f} ms, p99 {p99:6.2f} ms, "
-            f"{len(latencies) / seconds:,.0f}/s; CPU per call: server "
+            f"{calls / outcome.seconds:,.0f}/s; CPU per call: server "
             f"{server_cpu * 1e6 / calls:,.0f} us, client {client_cpu * 1e6 / calls:,.0f} us",
             flush=True,
         )
+    share = args.stream_entries // args.streams
     for packed in (False, True):
         label = "packed" if packed else "1"
         channels = [channel(i) for i in range(args.streams)]
         try:
-            server_cpu, client_cpu = server.cpu_s(), client_cpu_s()
-            seconds = await stream_run(channels, requests, args.stream_entries, packed)
-            server_cpu, client_cpu = server.cpu_s() - server_cpu, client_cpu_s() - client_cpu
+            prepared = [
+                await stream_messages(requests, share, i * 11, packed) for i in range(args.streams)
+            ]
+            # Each channel's TLS handshake and a first stream of one entry, before the
+            # clock starts and the CPU time is read.
+            await stream_run(
+                channels,
+                [await stream_messages(requests, 1, i * 11, False) for i in range(args.streams)],
+            )
+            meter.mark()
+            seconds = await stream_run(channels, prepared)
+            server_cpu, client_cpu = meter.used()
         finally:
             for c in channels:
                 await c.close()
-        entries = args.stream_entries // args.streams * args.streams
+        entries = share * args.streams
         results[f"floor_stream_{label}_per_s"] = round(entries / seconds)
         results[f"floor_stream_{label}_server_cpu_us_per_entry"] = round(server_cpu * 1e6 / entries)
         results[f"floor_stream_{label}_client_cpu_us_per_entry"] = round(client_cpu * 1e6 / entries)
@@ -361,16 +373,15 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.quick:
         args.unary_count, args.stream_entries, args.raw_seconds = 200, 2_000, 0.5
-    args.levels = sorted({int(level) for level in str(args.levels).split(",") if level.strip()})
-    if not args.levels or min(args.levels) < 1 or args.streams < 1:
-        parser.error("--levels and --streams need positive counts")
+    args.levels = parse_levels(parser, args.levels)
+    if args.streams < 1:
+        parser.error("--streams needs a positive count")
     return args
 
 
 def main() -> int:
     args = parse_args()
-    if args.serve is not None:
-        asyncio.run(serve(args.serve))
+    if serve_if_asked(args, serve):
         return 0
     results: dict[str, object] = {"python": sys.version.split()[0], "cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="custody-grpc-floor-") as tmp:
@@ -381,14 +392,7 @@ def main() -> int:
         ca = init_ca(pki, "Custody Floor CA")
         issue_server(ca, pki, "server")  # server.pem, server-key.pem: read by the child
         partners = [issue_partner(ca, pki, f"floor-{n:02d}") for n in range(PARTNERS)]
-        credentials = [
-            grpc.ssl_channel_credentials(
-                root_certificates=ca.certificate_pem,
-                private_key=p.private_key_pem,
-                certificate_chain=p.certificate_pem,
-            )
-            for p in partners
-        ]
+        credentials = [partner_credentials(ca, p) for p in partners]
         server = FloorServer(directory)
         try:
             raw1, raw2 = measure_raw(args.raw_seconds, "before")
