@@ -9,9 +9,11 @@ linear history.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, LargeBinary, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -179,27 +181,105 @@ def fetch_rows(conn: Connection, sql: str, params: Sequence[object]) -> list[tup
     """
     if conn.dialect.paramstyle != "qmark":
         sql = sql.replace("?", "%s")
+    with _driver_cursor(conn, "read") as cursor:
+        cursor.execute(sql, tuple(params))
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+@contextmanager
+def _driver_cursor(conn: Connection, what: str) -> Iterator[Any]:
+    """The transaction's own DB-API cursor, closed after use; driver errors become
+    ``StorageError`` ("database {what} failed")."""
     try:
         cursor = conn.connection.cursor()
         try:
-            cursor.execute(sql, tuple(params))
-            return [tuple(row) for row in cursor.fetchall()]
+            yield cursor
         finally:
             cursor.close()
     except conn.dialect.loaded_dbapi.Error as exc:
-        raise StorageError(f"database read failed: {exc}") from exc
+        raise StorageError(f"database {what} failed: {exc}") from exc
 
 
-def execute_many(conn: Connection, sql: str, rows: Sequence[Sequence[object]]) -> None:
-    """Run an INSERT (``?`` placeholders) for every row on SQLite's own cursor: one C
-    loop over a prepared statement, for the rows the sequencer writes every batch."""
-    if conn.dialect.name != "sqlite":
-        raise StorageError("execute_many is the SQLite fast path")
-    try:
-        cursor = conn.connection.cursor()
-        try:
-            cursor.executemany(sql, rows)
-        finally:
-            cursor.close()
-    except conn.dialect.loaded_dbapi.Error as exc:
-        raise StorageError(f"database write failed: {exc}") from exc
+Row = dict[str, object]
+_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
+class BulkInsert:
+    """Insert (or upsert) many rows of one table in one statement, below SQLAlchemy's
+    per-row parameter processing: the sequencer writes its leaves, tree nodes,
+    checkpoint and derived state this way on every batch.
+
+    SQLite gets ``executemany`` of one prepared statement (a C loop, no round
+    trips). PostgreSQL gets the whole batch as one JSON document expanded by
+    ``json_populate_recordset``: one round trip and one plan, where an
+    executemany runs the statement once per row and arrays of parameters cost
+    more to encode than the JSON does.
+    """
+
+    def __init__(self, dialect: str, table: Table, *, upsert: bool) -> None:
+        self._dialect = dialect
+        columns = list(table.columns)
+        self._names = tuple(column.name for column in columns)
+        self._tuple_of = itemgetter(*self._names)
+        # PostgreSQL reads bytea from JSON text in its hex form.
+        self._binary = [column.name for column in columns if isinstance(column.type, LargeBinary)]
+        names = ", ".join(_quote(name) for name in self._names)
+        if dialect == "sqlite":
+            source = "VALUES (" + ", ".join("?" for _ in columns) + ")"
+        elif dialect == "postgresql":
+            rows = f"json_populate_recordset(NULL::{_quote(table.name)}, CAST(%s AS json))"
+            source = f"SELECT {names} FROM {rows}"  # noqa: S608 (names from the schema)
+        else:
+            raise StorageError(f"unsupported database backend {dialect!r}")
+        sql = f"INSERT INTO {_quote(table.name)} ({names}) {source}"
+        if upsert:
+            keys = ", ".join(_quote(column.name) for column in table.primary_key.columns)
+            updates = ", ".join(
+                f"{_quote(column.name)} = excluded.{_quote(column.name)}"
+                for column in columns
+                if not column.primary_key
+            )
+            sql += f" ON CONFLICT ({keys}) DO UPDATE SET {updates}"
+        self.sql = sql
+
+    def write(self, conn: Connection, rows: Sequence[Row]) -> None:
+        """Rows as column name -> value."""
+        if self._dialect == "sqlite":
+            self.write_tuples(conn, [self._tuple_of(row) for row in rows])
+            return
+        if self._binary:
+            rows = [
+                {**row, **{name: _bytea_hex(row[name]) for name in self._binary}} for row in rows
+            ]
+        conn.exec_driver_sql(self.sql, (_JSON.encode(rows),))
+
+    def write_tuples(self, conn: Connection, rows: Sequence[Sequence[object]]) -> None:
+        """Rows as values in the table's column order (no dictionaries on SQLite's path)."""
+        if not rows:
+            return
+        if self._dialect != "sqlite":
+            self.write(conn, [dict(zip(self._names, row, strict=True)) for row in rows])
+            return
+        with _driver_cursor(conn, "write") as cursor:
+            cursor.executemany(self.sql, rows)
+
+
+_bulk_inserts: dict[tuple[str, str, bool], BulkInsert] = {}
+
+
+def bulk_insert(conn: Connection, table: Table, *, upsert: bool = False) -> BulkInsert:
+    """The ``BulkInsert`` for ``table`` on ``conn``'s database (built once per process)."""
+    key = (conn.dialect.name, table.name, upsert)
+    found = _bulk_inserts.get(key)
+    if found is None:
+        found = _bulk_inserts[key] = BulkInsert(conn.dialect.name, table, upsert=upsert)
+    return found
+
+
+def _bytea_hex(value: object) -> object:
+    return "\\x" + value.hex() if isinstance(value, bytes) else value
+
+
+def _quote(name: str) -> str:
+    """Table and column names here are plain lowercase words; quoting spares keywords."""
+    return f'"{name}"'

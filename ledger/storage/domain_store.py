@@ -18,7 +18,6 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, field, replace
 from enum import Enum
-from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
@@ -26,7 +25,6 @@ from sqlalchemy import (
     Column,
     Connection,
     Engine,
-    LargeBinary,
     Row,
     Select,
     Table,
@@ -73,7 +71,7 @@ from ledger.domain.state import (
     record_key,
 )
 from ledger.errors import LogIntegrityError, OutOfRangeError, StorageError
-from ledger.storage.database import execute_many, fetch_rows
+from ledger.storage.database import bulk_insert, fetch_rows
 from ledger.storage.domain_schema import (
     DOMAIN_TABLES,
     assays,
@@ -819,7 +817,6 @@ class DomainStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._writers: dict[tuple[str, str, bool], _BulkWriter] = {}
 
     def loader(self, conn: Connection) -> StateLoader:
         """Reads for a ``DomainState`` inside the caller's transaction."""
@@ -840,12 +837,12 @@ class DomainStore:
                 if changed:
                     mapping = _RECORD_TABLES[kind]
                     rows = [mapping.values(record) for record in changed]
-                    self._writer(conn, mapping.table, upsert=True).write(conn, rows)
+                    bulk_insert(conn, mapping.table, upsert=True).write(conn, rows)
             for row_type, latest in _latest_per_key(state.history).items():
                 if latest:
                     history = _HISTORY_TABLES[row_type]
                     rows = [history.values(row) for row in latest.values()]
-                    self._writer(conn, history.table, upsert=False).write(conn, rows)
+                    bulk_insert(conn, history.table).write(conn, rows)
         except (SQLAlchemyError, OverflowError) as exc:
             # OverflowError: sqlite3 refuses integers beyond 64 bits before SQL sees them.
             raise StorageError(f"writing the domain state failed: {exc}") from exc
@@ -862,70 +859,6 @@ class DomainStore:
                     conn.execute(delete(table))
         except SQLAlchemyError as exc:
             raise StorageError(f"clearing the domain state failed: {exc}") from exc
-
-    def _writer(self, conn: Connection, table: Table, *, upsert: bool) -> _BulkWriter:
-        cache_key = (conn.dialect.name, table.name, upsert)
-        writer = self._writers.get(cache_key)
-        if writer is None:
-            writer = _BulkWriter(conn.dialect.name, table, upsert=upsert)
-            self._writers[cache_key] = writer
-        return writer
-
-
-class _BulkWriter:
-    """Insert (or upsert) many rows of one table in one statement, below SQLAlchemy's
-    per-row parameter processing: this runs for every batch the sequencer commits.
-
-    SQLite gets ``executemany`` of one prepared statement (a C loop, no round
-    trips). PostgreSQL gets the whole batch as one JSON document expanded by
-    ``json_populate_recordset``: one round trip and one plan, where an
-    executemany runs the statement once per row and arrays of parameters cost
-    more to encode than the JSON does.
-    """
-
-    def __init__(self, dialect: str, table: Table, *, upsert: bool) -> None:
-        self._dialect = dialect
-        columns = list(table.columns)
-        self._tuple_of = itemgetter(*(column.name for column in columns))
-        # PostgreSQL reads bytea from JSON text in its hex form.
-        self._binary = [column.name for column in columns if isinstance(column.type, LargeBinary)]
-        names = ", ".join(_quote(column.name) for column in columns)
-        if dialect == "sqlite":
-            source = "VALUES (" + ", ".join("?" for _ in columns) + ")"
-        elif dialect == "postgresql":
-            rows = f"json_populate_recordset(NULL::{_quote(table.name)}, CAST(%s AS json))"
-            source = f"SELECT {names} FROM {rows}"  # noqa: S608 (names from the schema)
-        else:
-            raise StorageError(f"unsupported database backend {dialect!r}")
-        sql = f"INSERT INTO {_quote(table.name)} ({names}) {source}"
-        if upsert:
-            keys = ", ".join(_quote(column.name) for column in table.primary_key.columns)
-            updates = ", ".join(
-                f"{_quote(column.name)} = excluded.{_quote(column.name)}"
-                for column in columns
-                if not column.primary_key
-            )
-            sql += f" ON CONFLICT ({keys}) DO UPDATE SET {updates}"
-        self.sql = sql
-
-    def write(self, conn: Connection, rows: list[Values]) -> None:
-        if self._dialect == "sqlite":
-            execute_many(conn, self.sql, [self._tuple_of(row) for row in rows])
-            return
-        if self._binary:
-            rows = [
-                {**row, **{name: _bytea_hex(row[name]) for name in self._binary}} for row in rows
-            ]
-        conn.exec_driver_sql(self.sql, (_JSON.encode(rows),))
-
-
-def _bytea_hex(value: object) -> object:
-    return "\\x" + value.hex() if isinstance(value, bytes) else value
-
-
-def _quote(name: str) -> str:
-    """Table and column names here are plain lowercase words; quoting spares keywords."""
-    return f'"{name}"'
 
 
 class _DatabaseLoader:

@@ -40,14 +40,6 @@ from ledger.storage.schema import NODE_LEVEL_SHIFT, checkpoints, leaves, log_met
 READ_CHUNK = 5_000
 _LATEST_HEAD_SQL = "SELECT tree_size, root_hash FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
 _DIGESTS_SQL = "SELECT entry_digest, idx FROM leaves WHERE entry_digest IN ("
-_INSERT_LEAF_SQL = (
-    "INSERT INTO leaves (idx, entry_digest, leaf_hash, chain_hash, leaf_bytes) "
-    "VALUES (?, ?, ?, ?, ?)"
-)
-_INSERT_NODE_SQL = "INSERT INTO tree_nodes (node_key, hash) VALUES (?, ?)"
-_INSERT_CHECKPOINT_SQL = (
-    "INSERT INTO checkpoints (tree_size, root_hash, note, signed_micros) VALUES (?, ?, ?, ?)"
-)
 _P = TypeVar("_P", InclusionProof, ConsistencyProof)
 MAX_INDEX = (1 << 63) - 1
 _LOG_META_ID = 1
@@ -219,35 +211,15 @@ class LogStore:
         return found
 
     def insert_leaves(self, conn: Connection, rows: Sequence[StoredLeaf]) -> None:
-        if rows and conn.dialect.name == "sqlite":  # every batch: below SQLAlchemy's per-row cost
-            database.execute_many(
-                conn,
-                _INSERT_LEAF_SQL,
-                [(r.index, r.entry_digest, r.leaf_hash, r.chain_hash, r.leaf_bytes) for r in rows],
-            )
-        elif rows:
-            conn.execute(
-                insert(leaves),
-                [
-                    {
-                        "idx": r.index,
-                        "entry_digest": r.entry_digest,
-                        "leaf_hash": r.leaf_hash,
-                        "chain_hash": r.chain_hash,
-                        "leaf_bytes": r.leaf_bytes,
-                    }
-                    for r in rows
-                ],
-            )
+        database.bulk_insert(conn, leaves).write_tuples(
+            conn, [(r.index, r.entry_digest, r.leaf_hash, r.chain_hash, r.leaf_bytes) for r in rows]
+        )
 
     # --- tree nodes ---------------------------------------------------------------
 
     def insert_nodes(self, conn: Connection, nodes: Iterable[tuple[NodeId, bytes]]) -> None:
         rows = [(node_key(node), digest) for node, digest in nodes if node.level > 0]
-        if rows and conn.dialect.name == "sqlite":
-            database.execute_many(conn, _INSERT_NODE_SQL, rows)
-        elif rows:
-            conn.execute(insert(tree_nodes), [{"node_key": k, "hash": h} for k, h in rows])
+        database.bulk_insert(conn, tree_nodes).write_tuples(conn, rows)
 
     def fetch_nodes(
         self, ids: Collection[NodeId], conn: Connection | None = None
@@ -366,23 +338,13 @@ class LogStore:
     # --- checkpoints ----------------------------------------------------------------
 
     def insert_checkpoint(self, conn: Connection, checkpoint: StoredCheckpoint) -> None:
-        if conn.dialect.name == "sqlite":
-            row = (
-                checkpoint.tree_size,
-                checkpoint.root_hash,
-                checkpoint.note,
-                checkpoint.signed_micros,
-            )
-            database.execute_many(conn, _INSERT_CHECKPOINT_SQL, [row])
-            return
-        conn.execute(
-            insert(checkpoints).values(
-                tree_size=checkpoint.tree_size,
-                root_hash=checkpoint.root_hash,
-                note=checkpoint.note,
-                signed_micros=checkpoint.signed_micros,
-            )
+        row = (
+            checkpoint.tree_size,
+            checkpoint.root_hash,
+            checkpoint.note,
+            checkpoint.signed_micros,
         )
+        database.bulk_insert(conn, checkpoints).write_tuples(conn, [row])
 
     def latest_checkpoint(self, conn: Connection | None = None) -> StoredCheckpoint | None:
         with self._read(conn) as c:
