@@ -15,7 +15,7 @@ import click
 from clients.cli import remote_log
 from clients.cli.context import CliContext, load_key
 from clients.cli.entries import parse_entries
-from clients.cli.options import json_option, signing_keys_option
+from clients.cli.options import json_option, pass_cli, signing_keys_option
 from clients.cli.remote import RemoteOptions, remote_options, vkey_option
 from clients.cli.render import b64, entry_json, micros_to_iso, to_json
 from clients.cli.submit_command import (
@@ -55,7 +55,6 @@ from ledger.sequencer import Sequencer, initialise_log
 from ledger.storage import migrate
 from ledger.storage.log_store import MAX_INDEX, LogView
 
-pass_cli = click.make_pass_decorator(CliContext)
 log_key_option = click.option(
     "--log-key",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from clients.cli.context import CliContext
-from clients.cli.options import json_option
+from clients.cli.options import json_option, pass_cli
 from clients.cli.render import micros_to_iso, to_json
 from ledger.domain.provenance import (
     ElementComposition,
@@ -17,8 +17,6 @@ from ledger.domain.provenance import (
 from ledger.domain.records import Lot, LotState
 from ledger.errors import NotFoundError
 from ledger.storage.domain_store import DomainStore, DomainView
-
-pass_cli = click.make_pass_decorator(CliContext)
 
 
 @click.group()

@@ -6,6 +6,11 @@ from pathlib import Path
 
 import click
 
+from clients.cli.context import CliContext
+
+pass_cli = click.make_pass_decorator(CliContext)
+"""Hands a command the ``CliContext`` that ``custody`` built from its global options."""
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 signing_keys_option = click.option(

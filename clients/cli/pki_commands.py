@@ -8,6 +8,7 @@ import click
 from cryptography import x509
 
 from clients.cli.context import CliContext
+from clients.cli.options import pass_cli
 from clients.pki import (
     DEFAULT_CA_DAYS,
     DEFAULT_LEAF_DAYS,
@@ -21,7 +22,6 @@ from ledger.tls_identity import partner_uri
 
 DEFAULT_CA_NAME = "Custody consortium CA"
 
-pass_cli = click.make_pass_decorator(CliContext)
 dir_option = click.option(
     "--dir",
     "directory",

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from clients.cli.context import CliContext
+from clients.cli.options import pass_cli
 from clients.sample.consortium import (
     FINAL_LOT_ID,
     SAMPLE_PARTNERS,
@@ -23,7 +24,6 @@ from ledger.errors import AdmissionError, ConfigurationError, CustodyError
 from ledger.keys import save_private_key
 from ledger.sequencer import Sequencer
 
-pass_cli = click.make_pass_decorator(CliContext)
 BATCH = 1_000
 
 

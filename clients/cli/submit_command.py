@@ -16,15 +16,13 @@ import click
 
 from clients.cli.context import CliContext, load_key
 from clients.cli.entries import parse_entries
-from clients.cli.options import json_option, signing_keys_option
+from clients.cli.options import json_option, pass_cli, signing_keys_option
 from clients.cli.remote import RemoteOptions, connect, remote_options, vkey_option
 from clients.cli.render import b64, to_json
 from clients.sdk import DEFAULT_WINDOW, SubmitItem, SubmitOutcome
 from ledger.dsse import Envelope, Signer, sign_envelope
 from ledger.errors import AdmissionError, CustodyError
 from ledger.receipts import Receipt
-
-pass_cli = click.make_pass_decorator(CliContext)
 
 _PROGRESS_LINES = 10
 """Without a terminal, ``--progress`` prints this many "submitted N of M" lines."""
