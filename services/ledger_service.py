@@ -60,6 +60,7 @@ _MESSAGE_OVERHEAD = 8 << 10  # room for a Follow message's checkpoint and proof
 # Room around an entry in the messages that carry it back: leaf framing, subject links,
 # signer keys, a checkpoint and an audit path.
 _ENTRY_MESSAGE_ROOM = 16 << 10
+_REGISTERED_KEYS_KEPT = 10_000  # public keys remembered for requests that leave them out
 _OUTCOME_FRAMING = 8  # a StreamOutcome's tag and length inside AppendStreamResponse
 _Answer = tuple[ledger_service_pb2.StreamOutcome, float]  # and when its entry was read
 # What an append request carries: whether it has an envelope, the envelope, its keys.
@@ -108,6 +109,10 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
         self.metrics = metrics
         self.limits = limits
         self._open_streams: collections.Counter[str] = collections.Counter()
+        # Registered public keys by keyid, for requests that leave their keys out. A
+        # keyid is the hash of its key, so an entry never goes stale; whether the key
+        # may sign is the admission rules' question, asked in the batch.
+        self._registered_keys: dict[str, bytes] = {}
 
     @contextlib.contextmanager
     def _stream_slot(self, caller: Caller) -> Iterator[None]:
@@ -134,9 +139,9 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
         """Each request as a Submission (a well-formed envelope and the keys to check it),
         or why it cannot be one.
 
-        Keys a request leaves out are taken from the registry by keyid, in one read for
-        all of them; which keys may sign for which partner is decided by the admission
-        rules alone.
+        Keys a request leaves out are taken from the registry by keyid (keys not read
+        before, in one read for all of them); which keys may sign for which partner is
+        decided by the admission rules alone.
         """
         checked: list[tuple[Envelope, list[bytes]] | CustodyError] = []
         for has_envelope, message, public_keys in entries:
@@ -150,15 +155,20 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
             if not isinstance(item, CustodyError) and not item[1]
             for signature in item[0].signatures
         }
-        registered: dict[str, bytes] = {}
+        cache = self._registered_keys
+        registered = {keyid: cache[keyid] for keyid in wanted if keyid in cache}
+        missing = wanted - registered.keys()
         lookup_failed: CustodyError | None = None
-        if wanted:
+        if missing:
             try:
-                found = await asyncio.to_thread(self.domain.view().keys, wanted)
+                found = await asyncio.to_thread(self.domain.view().keys, missing)
             except CustodyError as exc:  # refuses the entries that needed it, no others
                 lookup_failed = exc
             else:
-                registered = {keyid: record.public_key for keyid, record in found.items()}
+                registered.update((keyid, record.public_key) for keyid, record in found.items())
+                if len(cache) + len(found) > _REGISTERED_KEYS_KEPT:
+                    cache.clear()  # bounded; hot keys come back on their next use
+                cache.update(registered)
         partner = caller.partner_id
         submissions: list[Submission | CustodyError] = []
         for item in checked:
@@ -167,10 +177,10 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
                 continue
             envelope, keys = item
             if not keys:
-                if lookup_failed is not None:
+                keys = [registered[s.keyid] for s in envelope.signatures if s.keyid in registered]
+                if lookup_failed is not None and len(keys) < len(envelope.signatures):
                     submissions.append(lookup_failed)
                     continue
-                keys = [registered[s.keyid] for s in envelope.signatures if s.keyid in registered]
             submissions.append(Submission(envelope, tuple(keys), partner))
         return submissions
 
@@ -445,22 +455,17 @@ class _AppendStream:
         entry read is answered."""
         ready: collections.deque[_Answer] = collections.deque()
         finished = False
-        while True:
-            if not ready and not finished:
-                item = await self.outcomes.get()
-                if item is None:
-                    finished = True
-                else:
-                    ready.extend(item)
-            while not finished and not self.outcomes.empty():
-                item = self.outcomes.get_nowait()
+        while ready or not finished:
+            # Wait for an answer only when none is ready; then take all that are.
+            items = [await self.outcomes.get()] if not ready and not finished else []
+            while not self.outcomes.empty():
+                items.append(self.outcomes.get_nowait())
+            for item in items:
                 if item is None:
                     finished = True
                 else:
                     ready.extend(item)
             if not ready:
-                if finished:
-                    return  # every entry read is answered
                 continue
             group = [ready.popleft()]
             size = group[0][0].ByteSize() + _OUTCOME_FRAMING
@@ -485,26 +490,24 @@ class _AppendStream:
         try:
             outcomes = _group_outcomes(sequences, future, metrics)
         except Exception as exc:  # a bug here must still answer the group, not stall it
-            internal = InternalError(f"internal error ({type(exc).__name__}); see the node's log")
-            internal.__cause__ = exc
+            internal = _internal(exc)
             outcomes = [_refusal_outcome(sequence, internal, metrics) for sequence in sequences]
         self.outcomes.put_nowait([(outcome, read_at) for outcome in outcomes])
 
     async def _next_request(
-        self, requests: AsyncIterator[ledger_service_pb2.AppendStreamRequest]
+        self,
+        requests: AsyncIterator[ledger_service_pb2.AppendStreamRequest],
+        stopped: asyncio.Future[bool],
     ) -> ledger_service_pb2.AppendStreamRequest | None:
         """The next message, or None when the client is done or the node begins to stop
-        (an idle stream must not hold the node's shutdown for its whole grace period)."""
-        stopping = self.service.watcher.stopping
-        if stopping.is_set():
+        (``stopped``: an idle stream must not hold the node's shutdown for its whole grace
+        period)."""
+        if stopped.done():
             self.cut_short = True
             return None
         reading = asyncio.ensure_future(anext(requests))
-        stopped = asyncio.ensure_future(stopping.wait())
-        try:
-            await asyncio.wait({reading, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
+        either: set[asyncio.Future[Any]] = {reading, stopped}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         if not reading.done():
             reading.cancel()
             self.cut_short = True
@@ -521,13 +524,15 @@ class _AppendStream:
         entries read are answered."""
         requests = aiter(request_iterator)
         group_limit = self.service.committer.max_batch
+        # One waiter for the whole stream, not one per message.
+        stopped: asyncio.Future[bool] = asyncio.ensure_future(self.service.watcher.stopping.wait())
         try:
             while True:
                 # Room first: an entry holds its place until its outcome is sent, so a
                 # client that does not read its answers stops being read. The entries
                 # of a message are queued as room frees, however many it carries.
                 await self._room()
-                request = await self._next_request(requests)
+                request = await self._next_request(requests, stopped)
                 if request is None:  # the client is done, or the node is stopping
                     break
                 entries = request.entries
@@ -542,6 +547,7 @@ class _AppendStream:
             if self.in_flight:
                 await asyncio.wait(set(self.in_flight))
         finally:
+            stopped.cancel()
             self.outcomes.put_nowait(None)
 
     async def _room(self) -> None:
@@ -589,6 +595,14 @@ def _refusal_outcome(
     return ledger_service_pb2.StreamOutcome(sequence=sequence, refusal=append_refusal(error))
 
 
+def _internal(error: BaseException) -> InternalError:
+    """The node's own fault as a refusal: logged with its cause (``_refusal_outcome``),
+    answered without internals."""
+    internal = InternalError(f"internal error ({type(error).__name__}); see the node's log")
+    internal.__cause__ = error
+    return internal
+
+
 def _group_outcomes(
     sequences: list[int], future: asyncio.Future[list[AppendOutcome]], metrics: NodeMetrics
 ) -> list[ledger_service_pb2.StreamOutcome]:
@@ -598,12 +612,8 @@ def _group_outcomes(
     else:
         error = future.exception()
     if error is not None:
-        if not isinstance(error, CustodyError):
-            # The node's own fault: logged (with the refusal), answered without internals.
-            internal = InternalError(f"internal error ({type(error).__name__}); see the node's log")
-            internal.__cause__ = error
-            error = internal
-        return [_refusal_outcome(sequence, error, metrics) for sequence in sequences]
+        refusal = error if isinstance(error, CustodyError) else _internal(error)
+        return [_refusal_outcome(sequence, refusal, metrics) for sequence in sequences]
     return [
         _stream_outcome(sequence, outcome, metrics)
         for sequence, outcome in zip(sequences, future.result(), strict=True)

@@ -27,24 +27,22 @@ class LogWatcher:
         self._latest: StoredCheckpoint | None = None
         self._grew = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._stopped = False
         self.stopping = asyncio.Event()
         """Set when the node begins to stop: streams stop taking work."""
 
     @property
     def stopped(self) -> bool:
-        return self._stopped
+        return self.stopping.is_set()
 
     @property
     def latest(self) -> StoredCheckpoint | None:
         return self._latest
 
     async def start(self) -> None:
-        self.publish(await asyncio.to_thread(self._store.latest_checkpoint))
+        await self.refresh()
         self._task = asyncio.get_running_loop().create_task(self._poll())
 
     async def stop(self) -> None:
-        self._stopped = True
         self.stopping.set()
         if self._task is not None:
             self._task.cancel()
@@ -76,7 +74,7 @@ class LogWatcher:
         deadline = loop.time() + timeout
         while self._latest is None or self._latest.tree_size <= tree_size:
             remaining = deadline - loop.time()
-            if remaining <= 0 or self._stopped:
+            if remaining <= 0 or self.stopped:
                 return None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._grew.wait(), remaining)
@@ -86,6 +84,6 @@ class LogWatcher:
         while True:
             await asyncio.sleep(self._poll_seconds)
             try:
-                self.publish(await asyncio.to_thread(self._store.latest_checkpoint))
+                await self.refresh()
             except Exception as exc:  # a failed poll is retried; streams keep waiting
                 log.warning("checkpoint poll failed", error=str(exc))

@@ -23,7 +23,7 @@ import structlog
 
 from ledger.errors import CustodyError, MalformedError
 from ledger.wire import REQUEST_ID_METADATA
-from services.errors import grpc_status, internal_status
+from services.errors import grpc_status, internal_status, status_code_for
 from services.observability import NodeMetrics
 
 _MAX_REQUEST_ID = 64
@@ -124,7 +124,7 @@ def unary(
             try:
                 return await handler(self, request, context)
             except CustodyError as exc:
-                code = grpc_status(exc).code
+                code = status_code_for(exc)
                 await _refuse(context, exc)
                 raise  # abort_with_status raised already; kept for the type checker
             except grpc.aio.AbortError:
@@ -163,7 +163,7 @@ def server_stream(
                 async for response in handler(self, request, context):
                     yield response
             except CustodyError as exc:
-                code = grpc_status(exc).code
+                code = status_code_for(exc)
                 await _refuse(context, exc)
             except grpc.aio.AbortError:
                 code = context.code() or grpc.StatusCode.UNKNOWN
@@ -208,8 +208,7 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
 async def _refuse_undecodable(context: Context, request: _Undecodable) -> NoReturn:
     error = MalformedError(f"the request message does not parse: {request.problem}")
     log.info("refused", reason=error.reason, error=str(error), peer=context.peer())
-    await context.abort_with_status(grpc_status(error))
-    raise AssertionError("abort_with_status returned")  # pragma: no cover
+    await abort(context, grpc_status(error))  # in a stream, the request id is known
 
 
 async def _checked(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:

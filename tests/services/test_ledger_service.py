@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 import grpc
 import pytest
@@ -39,8 +39,8 @@ from custody.v1 import (
 )
 from ledger import merkle
 from ledger.checkpoint import open_checkpoint
-from ledger.domain.records import EVENT_PAYLOAD_TYPE
-from ledger.dsse import Envelope, Signature, sign_envelope
+from ledger.domain.records import EVENT_PAYLOAD_TYPE, PartnerKey
+from ledger.dsse import Envelope, Signature, keyid_for, sign_envelope
 from ledger.errors import InclusionProofError, StorageError, VerificationError
 from ledger.leaf import decode_leaf, envelope_to_proto
 from ledger.log_verifier import verify_log
@@ -364,6 +364,8 @@ def test_append_stream_with_a_small_window_completes(
         assert batches is not None
         assert batches >= count / 8
         assert at_most_10 == batches
+        # A fresh node: the sample was appended before it started, so it counts only these.
+        assert registry.get_sample_value("custody_batch_entries_sum") == count
         assert log_state(node).tree_size == SAMPLE_SIZE + count
 
 
@@ -535,37 +537,52 @@ def test_outcomes_ready_together_come_back_grouped(
     assert log_state(node).tree_size == before.tree_size + count
 
 
-def test_a_failed_key_lookup_refuses_only_the_entries_that_needed_it(
-    node: NodeThread,
-    connect: Connections,
-    log_key: VerifierKey,
-    monkeypatch: pytest.MonkeyPatch,
+def test_keys_left_out_are_read_from_the_registry_once(
+    pki: Pki, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The registry read for an entry sent without its keys fails: that entry is refused
-    STORAGE_ERROR in band (retry later); the entry beside it that brought its keys is
-    appended, and so is the next message's."""
+    """Entries sent without their keys, on a fresh node (nothing remembered yet):
+    1. the registry read fails: the key-less entry is refused STORAGE_ERROR in band
+       (retry later); the entry beside it that brought its keys is appended;
+    2. the read works again: the next key-less entry is appended, its key read once;
+    3. a later key-less entry by the same signer needs no read at all."""
+    reads: list[set[str]] = []
+    failing = True
+    real_keys = DomainView.keys
 
-    def unavailable(_view: DomainView, _keyids: object) -> dict[str, object]:
-        raise StorageError("the database went away")
+    def counted(view: DomainView, keyids: Collection[str]) -> dict[str, PartnerKey]:
+        reads.append(set(keyids))
+        if failing:
+            raise StorageError("the database went away")
+        return real_keys(view, keyids)
 
-    monkeypatch.setattr(DomainView, "keys", unavailable)
-    with_keys, without_keys, after = (lualaba_extraction() for _ in range(3))
-    first_answered = threading.Event()
+    monkeypatch.setattr(DomainView, "keys", counted)
+    ledger = new_ledger(tmp_path_factory.mktemp("keys"))
+    log_key = log_verifier_key(ledger)
+    with_keys, refused_entry, second, third = (lualaba_extraction() for _ in range(4))
+    sent = threading.Event()
 
     def requests() -> Iterator[ledger_service_pb2.AppendStreamRequest]:
-        yield stream_message([stream_entry(0, with_keys, [LUALABA]), stream_entry(1, without_keys)])
-        first_answered.wait(20)
-        yield stream_message([stream_entry(2, after, [LUALABA])])
+        nonlocal failing
+        yield stream_message(
+            [stream_entry(0, with_keys, [LUALABA]), stream_entry(1, refused_entry)]
+        )
+        sent.wait(20)
+        sent.clear()
+        failing = False
+        yield stream_message([stream_entry(2, second)])
+        sent.wait(20)
+        yield stream_message([stream_entry(3, third)])
 
-    before = log_state(node)
-    outcomes: list[ledger_service_pb2.StreamOutcome] = []
-    for response in connect(LUALABA).ledger.AppendStream(requests(), timeout=60):
-        outcomes.extend(response.outcomes)
-        if len(outcomes) >= 2:
-            first_answered.set()
+    with running_node(node_config(ledger, pki)) as node, Connections(node, pki) as connections:
+        outcomes: list[ledger_service_pb2.StreamOutcome] = []
+        for response in connections(LUALABA).ledger.AppendStream(requests(), timeout=60):
+            outcomes.extend(response.outcomes)
+            if len(outcomes) in (2, 3):
+                sent.set()
+        assert log_state(node).tree_size == SAMPLE_SIZE + 3
 
     by_sequence = outcomes_by_sequence(outcomes)
-    assert sorted(by_sequence) == [0, 1, 2]
+    assert sorted(by_sequence) == [0, 1, 2, 3]
     failed = by_sequence[1]
     assert failed.WhichOneof("outcome") == "refusal", failed.receipt
     assert (failed.refusal.code, failed.refusal.reason) == (
@@ -574,10 +591,11 @@ def test_a_failed_key_lookup_refuses_only_the_entries_that_needed_it(
     )
     indices = [
         verified(by_sequence[sequence].receipt, envelope, log_key).receipt.index
-        for sequence, envelope in ((0, with_keys), (2, after))
+        for sequence, envelope in ((0, with_keys), (2, second), (3, third))
     ]
-    assert indices == [before.tree_size, before.tree_size + 1]
-    assert log_state(node).tree_size == before.tree_size + 2
+    assert indices == [SAMPLE_SIZE, SAMPLE_SIZE + 1, SAMPLE_SIZE + 2]
+    keyid = keyid_for(partner_signer(LUALABA).public_key)
+    assert reads == [{keyid}, {keyid}]  # the failed read, the one that worked; none after
 
 
 def test_a_message_longer_than_a_batch_is_answered_whole_and_in_order(
@@ -610,6 +628,8 @@ def test_a_message_longer_than_a_batch_is_answered_whole_and_in_order(
         assert batches is not None
         assert batches >= count / 8
         assert at_most_10 == batches
+        # A fresh node: the sample was appended before it started, so it counts only these.
+        assert registry.get_sample_value("custody_batch_entries_sum") == count
 
 
 def test_an_empty_message_is_harmless(
