@@ -28,8 +28,7 @@ from tests.services.node_support import (
     running_node,
     sample_partner_ids,
 )
-
-SAMPLE_SIZE = 55
+from tests.services.rpc_support import SAMPLE_SIZE
 
 
 class Node(ServedNode):

@@ -80,9 +80,7 @@ from tests.services.node_support import (
     make_pki,
     sample_partner_ids,
 )
-
-SAMPLE_SIZE = 55
-"""Entries of the sample ledger, all in one batch: checkpoints exist at sizes 0 and 55."""
+from tests.services.rpc_support import SAMPLE_SIZE
 
 
 class Node(ServedNode):
@@ -262,8 +260,9 @@ def test_a_fetched_original_receipt_is_verified_like_any_receipt(
             return answer
 
         monkeypatch.setattr(client._ledger, "GetEntry", another_leaf)
-        with pytest.raises(VerificationError):
+        with pytest.raises(VerificationError, match="carries leaf") as caught:
             client.submit(envelope, keys)
+    assert type(caught.value) is VerificationError
     assert index >= SAMPLE_SIZE
 
 
@@ -328,7 +327,7 @@ def test_a_receipt_whose_leaf_signatures_do_not_verify_is_refused(
         if signer_keys == "as signed":  # the forgery itself is sound
             assert not client.submit(assay()).receipt.duplicate
             return
-        with pytest.raises(VerificationError):
+        with pytest.raises(LogIntegrityError, match="signer keys do not match"):
             client.submit(assay())
 
 
@@ -383,7 +382,7 @@ def test_tampered_receipt_is_rejected(node: Node, monkeypatch: pytest.MonkeyPatc
             return response
 
         monkeypatch.setattr(client._ledger, "Append", tampered)
-        with pytest.raises(VerificationError):
+        with pytest.raises(InclusionProofError):
             client.submit(assay())
 
 
@@ -492,24 +491,16 @@ def test_submit_many_rejects_a_tampered_stream_receipt(
     node: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with node.client() as client:
+
+        def tamper(response: ledger_service_pb2.AppendStreamResponse) -> None:
+            for outcome in response.outcomes:
+                outcome.receipt.leaf = outcome.receipt.leaf + b"\x00"
+
         real_stream = client._ledger.AppendStream
-
-        class Tampered:
-            def __init__(self, requests: Iterator[Any], **kwargs: Any) -> None:
-                self.call = real_stream(requests, **kwargs)
-
-            def __iter__(self) -> Iterator[ledger_service_pb2.AppendStreamResponse]:
-                for response in self.call:
-                    for outcome in response.outcomes:
-                        outcome.receipt.leaf = outcome.receipt.leaf + b"\x00"
-                    yield response
-
-            def cancel(self) -> None:
-                self.call.cancel()
-
-        monkeypatch.setattr(client._ledger, "AppendStream", Tampered)
-        with pytest.raises(VerificationError):
+        monkeypatch.setattr(client._ledger, "AppendStream", rewriting(real_stream, tamper))
+        with pytest.raises(VerificationError, match="malformed receipt") as caught:
             list(client.submit_many([with_key(assay())]))
+    assert type(caught.value) is VerificationError
 
 
 class SentMessages:
@@ -781,21 +772,12 @@ def test_entry_and_proofs_are_tied_to_signed_checkpoints(node: Node) -> None:
 
 def test_entries_catch_a_lying_stream(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
     with node.client() as client:
+
+        def drop_the_third(message: ledger_service_pb2.GetEntriesResponse) -> None:
+            del message.entries[2]
+
         real_entries = client._ledger.GetEntries
-
-        class Dropping:
-            def __init__(self, request: Any, **kwargs: Any) -> None:
-                self.call = real_entries(request, **kwargs)
-
-            def __iter__(self) -> Iterator[ledger_service_pb2.GetEntriesResponse]:
-                for message in self.call:
-                    del message.entries[2]
-                    yield message
-
-            def cancel(self) -> None:
-                self.call.cancel()
-
-        monkeypatch.setattr(client._ledger, "GetEntries", Dropping)
+        monkeypatch.setattr(client._ledger, "GetEntries", rewriting(real_entries, drop_the_third))
         with pytest.raises(LogIntegrityError) as caught:
             list(client.entries(0, SAMPLE_SIZE))
     assert caught.value.index == 2

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -23,6 +24,19 @@ from ledger.receipts import Receipt, verify_receipt
 from ledger.sequencer import AdmittedBatch, Sequencer
 from ledger.storage import LogStore
 from tests.support import SubmissionFactory
+
+
+async def entered_in_time(entered: threading.Event) -> None:
+    """Wait (off the event loop) until a patched sequencer step has been called."""
+    assert await asyncio.to_thread(entered.wait, 10)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Yield to the event loop until ``condition`` holds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
+        await asyncio.sleep(0.001)
 
 
 def test_concurrent_submissions_are_grouped(
@@ -224,10 +238,11 @@ def test_callers_wait_for_room_counted_in_entries(
 ) -> None:
     """``max_pending`` bounds queued entries, not groups: a group that would pass it
     waits until a batch takes entries off the queue, then goes in whole."""
-    gate = threading.Event()
+    entered, gate = threading.Event(), threading.Event()
     real = sequencer.admit_batch
 
     def held(submissions: list[Submission]) -> AdmittedBatch:
+        entered.set()
         gate.wait(10)
         return real(submissions)
 
@@ -237,10 +252,11 @@ def test_callers_wait_for_room_counted_in_entries(
         committer = GroupCommitter(sequencer, max_batch=4, max_pending=4)
         committer.start()
         first = await committer.enqueue_many([make_submission()])  # taken: being admitted
-        await asyncio.sleep(0.1)
+        await entered_in_time(entered)
         queued = await committer.enqueue_many([make_submission() for _ in range(3)])
         waiting = asyncio.ensure_future(committer.enqueue_many([make_submission()] * 2))
-        await asyncio.sleep(0.1)
+        await until(lambda: not committer._room.is_set())  # the caller waits for room
+        assert committer._pending == 3
         assert not waiting.done()  # 3 queued + 2 > 4
         gate.set()
         later = await asyncio.wait_for(waiting, 10)
@@ -292,29 +308,39 @@ def test_when_the_loop_dies_every_waiting_caller_is_answered(
 ) -> None:
     """A batch committing, one admitted, one queued, one waiting for room: killing the loop
     lets the commit finish and answer, and refuses the others instead of leaving them."""
-    gate = threading.Event()
+    entered, gate = threading.Event(), threading.Event()
     real = sequencer.sequence_batch
+    real_admit = sequencer.admit_batch
+    admitted_batches: list[AdmittedBatch] = []
 
     def slow(admitted: AdmittedBatch) -> list[Receipt | CustodyError]:
+        entered.set()
         gate.wait(10)
         return real(admitted)
 
+    def admit(submissions: list[Submission]) -> AdmittedBatch:
+        admitted = real_admit(submissions)
+        admitted_batches.append(admitted)
+        return admitted
+
     monkeypatch.setattr(sequencer, "sequence_batch", slow)
+    monkeypatch.setattr(sequencer, "admit_batch", admit)
 
     async def run() -> list[object]:
         committer = GroupCommitter(sequencer, max_batch=1, max_pending=1)
         committer.start()
         futures = [await committer.enqueue_many([make_submission()])]  # A: will be committing
-        await asyncio.sleep(0.2)
+        await entered_in_time(entered)
         futures.append(await committer.enqueue_many([make_submission()]))  # B: admitted
-        await asyncio.sleep(0.2)
+        await until(lambda: len(admitted_batches) == 2)
         futures.append(await committer.enqueue_many([make_submission()]))  # C: queued
         blocked = asyncio.ensure_future(committer.enqueue_many([make_submission()]))  # D
-        await asyncio.sleep(0.1)
+        await until(lambda: not committer._room.is_set())  # D waits for room
         assert not blocked.done()  # no room
         assert committer._task is not None
         committer._task.cancel()
-        asyncio.get_running_loop().call_later(0.2, gate.set)
+        await until(lambda: committer._dead)  # the loop died with A still committing
+        gate.set()
         with contextlib.suppress(asyncio.CancelledError):
             await committer._task
         outcomes = await asyncio.wait_for(
@@ -335,10 +361,11 @@ def test_closing_refuses_callers_waiting_for_room_and_commits_what_is_queued(
     make_submission: SubmissionFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    gate = threading.Event()
+    entered, gate = threading.Event(), threading.Event()
     real = sequencer.admit_batch
 
     def held(submissions: list[Submission]) -> AdmittedBatch:
+        entered.set()
         gate.wait(10)
         return real(submissions)
 
@@ -348,13 +375,14 @@ def test_closing_refuses_callers_waiting_for_room_and_commits_what_is_queued(
         committer = GroupCommitter(sequencer, max_batch=2, max_pending=2)
         committer.start()
         taken = await committer.enqueue_many([make_submission()])  # being admitted
-        await asyncio.sleep(0.1)
+        await entered_in_time(entered)
         queued = await committer.enqueue_many([make_submission(), make_submission()])
         waiting = asyncio.ensure_future(committer.enqueue_many([make_submission()]))
-        await asyncio.sleep(0.1)
+        await until(lambda: not committer._room.is_set())  # the caller waits for room
         assert not waiting.done()
         closing = asyncio.ensure_future(committer.close())
-        asyncio.get_running_loop().call_later(0.2, gate.set)
+        await until(lambda: committer._closing)  # closing began with the batch held
+        gate.set()
         answers = await asyncio.wait_for(
             asyncio.gather(taken, queued, waiting, return_exceptions=True), 10
         )

@@ -45,7 +45,7 @@ from custody.v1 import (
 from ledger.domain.records import GOVERNANCE_PAYLOAD_TYPE
 from ledger.dsse import Envelope
 from ledger.note import VerifierKey
-from ledger.wire import DEV_PARTNER_METADATA
+from ledger.wire import ALREADY_LOGGED, DEV_PARTNER_METADATA
 from tests.services.node_support import (
     STRANGER,
     NodeThread,
@@ -283,7 +283,7 @@ def test_resubmitting_another_partners_logged_event_is_refused_not_answered(
                 append_request(logged.submission.envelope, [LUALABA])
             ),
             grpc.StatusCode.ALREADY_EXISTS,
-            None,
+            ALREADY_LOGGED,
         )
 
 

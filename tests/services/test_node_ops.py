@@ -27,7 +27,7 @@ from clients.sample.consortium import BALTIC, FINAL_LOT_ID, LUALABA, MERIDIAN
 from custody.v1 import event_pb2, ledger_service_pb2, registry_service_pb2
 from ledger.checkpoint import open_checkpoint
 from ledger.errors import ConfigurationError
-from ledger.wire import REQUEST_ID_METADATA
+from ledger.wire import ALREADY_LOGGED, REQUEST_ID_METADATA
 from services.config import NodeConfig, load_config
 from services.node import SERVICE_NAMES
 from tests.services.node_support import (
@@ -230,25 +230,24 @@ def _tls_env() -> dict[str, str]:
 # --- health checking and reflection -----------------------------------------------------
 
 
+# grpc_health's HealthStub is untyped: its calls are made here, typed, from these
+# (request serializer, response parser).
+_HEALTH_CODECS = (
+    health_pb2.HealthCheckRequest.SerializeToString,
+    health_pb2.HealthCheckResponse.FromString,
+)
+
+
 def _health_check(
     channel: grpc.Channel,
 ) -> grpc.UnaryUnaryMultiCallable[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]:
-    # grpc_health's HealthStub is untyped; this is the same call, typed.
-    return channel.unary_unary(
-        "/grpc.health.v1.Health/Check",
-        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-        response_deserializer=health_pb2.HealthCheckResponse.FromString,
-    )
+    return channel.unary_unary("/grpc.health.v1.Health/Check", *_HEALTH_CODECS)
 
 
 def _health_watch(
     channel: grpc.Channel,
 ) -> grpc.UnaryStreamMultiCallable[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]:
-    return channel.unary_stream(
-        "/grpc.health.v1.Health/Watch",
-        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-        response_deserializer=health_pb2.HealthCheckResponse.FromString,
-    )
+    return channel.unary_stream("/grpc.health.v1.Health/Watch", *_HEALTH_CODECS)
 
 
 @pytest.mark.parametrize("service", ["", *SERVICE_NAMES])
@@ -261,9 +260,11 @@ def test_health_is_serving(connect: Connections, service: str) -> None:
 
 def test_health_of_an_unknown_service_is_not_found(connect: Connections) -> None:
     check = _health_check(connect(MERIDIAN).channel)
-    with pytest.raises(grpc.RpcError) as caught:
-        check(health_pb2.HealthCheckRequest(service="custody.v1.NoSuchService"))
-    assert caught.value.code() == Code.NOT_FOUND
+    refused(
+        lambda: check(health_pb2.HealthCheckRequest(service="custody.v1.NoSuchService")),
+        Code.NOT_FOUND,
+        None,
+    )
 
 
 def _reflect(
@@ -339,7 +340,7 @@ def test_the_prometheus_endpoint(pki: Pki, tmp_path: Path) -> None:
             refused(
                 lambda: stub.Append(append_request(envelope, [LUALABA])),
                 Code.ALREADY_EXISTS,
-                None,
+                ALREADY_LOGGED,
             )
             not_held = event_pb2.Dispatch(
                 lot_id=FINAL_LOT_ID, to_partner_id=MERIDIAN, mass_grams=1, transport="road"
@@ -441,7 +442,7 @@ def test_a_frontend_reads_what_another_just_committed(tmp_path: Path, pki: Pki) 
                 ledger_service_pb2.GetEntryRequest(index=index + 1)
             ),
             Code.OUT_OF_RANGE,
-            None,
+            "OUT_OF_RANGE",
         )
 
 
@@ -486,7 +487,7 @@ def test_logs_carry_the_request_id_method_and_partner(
                     metadata=((REQUEST_ID_METADATA, "req-0044"),),
                 ),
                 Code.ALREADY_EXISTS,
-                "ENTRY_ALREADY_LOGGED",
+                ALREADY_LOGGED,
             )
     assert (REQUEST_ID_METADATA, "req-0042") in (call.trailing_metadata() or ())
     # Refusals keep the request id in their trailers, beside the status details.
