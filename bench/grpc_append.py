@@ -13,10 +13,12 @@ node.toml``, which loads the TOML with ``services.config.load_config``, so
 JSON logging at --node-log-level (stderr goes to node.log in the temporary
 directory) and starts ``services.node.start_node``). The load generator runs in
 this process. The node is the system under test, so it gets a process of its
-own, as in a deployment: its GIL serves only its event loop, its verification
-threads and SQLite; the client's gRPC and asyncio work cannot stall it through
-a shared GIL; and its CPU time and peak RSS (getrusage in the child) are its
-own. The clients stay in the parent (rather than the other way round) because
+own, as in a deployment: its GIL serves only its event loop and its
+verification threads (its sequencer runs in a process of its own, as by
+default; CUSTODY_SEQUENCER_OWN_PROCESS=false keeps it in the node's); the
+client's gRPC and asyncio work cannot stall it through a shared GIL; and its CPU
+time and peak RSS (getrusage in the child, /proc for the sequencer's process)
+are its own. The clients stay in the parent (rather than the other way round) because
 they need the pre-signed workload, the dependency bookkeeping and the timers
 in one place, and the node's process then holds nothing but the node. The child
 answers ``stats`` and ``stop`` commands on stdin with one JSON line each on
@@ -81,8 +83,10 @@ Figures (the last line printed is one JSON object with all of them)
 * Over each timed part (warm-ups excluded): the batch sizes the node committed
   (custody_batch_entries from its /metrics endpoint, as counts per histogram
   bucket, "5" counting batches of 3 to 5, and the mean), and node and client
-  CPU time per entry (getrusage of each process). peak_rss_mb: the node
-  process's peak RSS over the whole run (after the stream phase too).
+  CPU time per entry (getrusage of each process; the node's includes its
+  sequencer's process, read from /proc, which *_sequencer_cpu_us_* give
+  alone). peak_rss_mb: the node process's peak RSS over the whole run (after
+  the stream phase too); sequencer_peak_rss_mb: its sequencer's process's.
 """
 
 from __future__ import annotations
@@ -116,6 +120,7 @@ from bench.grpc_common import (
     UnaryClient,
     client_cpu_s,
     measure_raw,
+    other_process_usage,
     own_channel,
     packed_messages,
     parse_levels,
@@ -151,7 +156,8 @@ from ledger.sequencer import Sequencer, initialise_log
 from ledger.storage import LogStore
 from ledger.storage.database import normalise_url, sqlite_url
 from services.config import load_config
-from services.node import start_node, tune_garbage_collection
+from services.gc_tuning import tune_garbage_collection
+from services.node import RunningNode, start_node
 from services.observability import LogFormat, configure_logging
 
 ORIGIN = "bench.custody.example/grpc"
@@ -425,8 +431,21 @@ def prepare(
 # --- the node's process ----------------------------------------------------------------
 
 
-def _usage() -> dict[str, float]:
-    return {"cpu_s": client_cpu_s(), "peak_rss_mb": peak_rss_mb()}
+def _sequencer_usage(node: RunningNode) -> dict[str, float]:
+    """The sequencer's process (none when it runs in the node's): CPU and peak RSS."""
+    pid = getattr(node.sequencer, "pid", None)
+    cpu, peak = other_process_usage(pid) if isinstance(pid, int) else (0.0, 0.0)
+    return {"sequencer_cpu_s": cpu, "sequencer_peak_rss_mb": peak}
+
+
+def _usage(sequencer: dict[str, float]) -> dict[str, float]:
+    """Both of the node's processes: CPU in all, its own process's peak RSS, and the
+    sequencer's process's figures as given."""
+    return {
+        "cpu_s": client_cpu_s() + sequencer["sequencer_cpu_s"],
+        "peak_rss_mb": peak_rss_mb(),
+        **sequencer,
+    }
 
 
 def _say(message: dict[str, object]) -> None:
@@ -454,11 +473,13 @@ async def _serve(config_path: Path) -> None:
     while True:
         command = (await asyncio.to_thread(sys.stdin.readline)).strip()
         if command == "stats":
-            _say({"event": "stats", "tree_size": node.sequencer.size, **_usage()})
+            usage = _usage(_sequencer_usage(node))
+            _say({"event": "stats", "tree_size": node.sequencer.size, **usage})
         elif command in ("stop", ""):
             break
+    last = _sequencer_usage(node)  # the sequencer's process is gone once the node stops
     await node.stop(grace=5.0)
-    _say({"event": "stopped", "tree_size": node.sequencer.size, **_usage()})
+    _say({"event": "stopped", "tree_size": node.sequencer.size, **_usage(last)})
 
 
 class NodeProcess:
@@ -698,7 +719,8 @@ class PhaseUse:
     """What the node did over one timed part: its metrics, and CPU per entry."""
 
     metrics: Scrape
-    node_cpu_us: float
+    node_cpu_us: float  # both of the node's processes
+    sequencer_cpu_us: float  # the sequencer's process alone
     client_cpu_us: float
 
 
@@ -707,21 +729,26 @@ class PhaseMeter:
 
     def __init__(self, node: NodeProcess) -> None:
         self.node = node
-        self._start: tuple[Scrape, float, float] | None = None
+        self._start: tuple[Scrape, dict[str, Any], float] | None = None
 
     def mark(self) -> None:
         """The timed part starts now."""
-        node_cpu = float(self.node.stats()["cpu_s"])
-        self._start = (scrape(self.node.metrics_url), node_cpu, client_cpu_s())
+        stats = self.node.stats()
+        self._start = (scrape(self.node.metrics_url), stats, client_cpu_s())
 
     def measure(self, entries: int) -> PhaseUse:
         """The timed part ended; ``entries`` were appended in it."""
         assert self._start is not None, "mark() first"
-        metrics, node_cpu, client_cpu = self._start
-        node_now = float(self.node.stats()["cpu_s"])
+        metrics, before, client_cpu = self._start
+        now = self.node.stats()
+
+        def per_entry(key: str) -> float:
+            return (float(now[key]) - float(before[key])) * 1e6 / entries
+
         return PhaseUse(
             scrape(self.node.metrics_url).minus(metrics),
-            (node_now - node_cpu) * 1e6 / entries,
+            per_entry("cpu_s"),
+            per_entry("sequencer_cpu_s"),
             (client_cpu_s() - client_cpu) * 1e6 / entries,
         )
 
@@ -773,6 +800,7 @@ async def grpc_phases(
             "stream_batch_mean": round(use.metrics.batch.mean(), 1),
             "stream_batch_sizes": use.metrics.batch.per_bucket(),
             "stream_node_cpu_us_per_entry": round(use.node_cpu_us),
+            "stream_sequencer_cpu_us_per_entry": round(use.sequencer_cpu_us),
             "stream_client_cpu_us_per_entry": round(use.client_cpu_us),
         }
     )
@@ -788,7 +816,8 @@ async def grpc_phases(
         f"  entry write-to-answer p50 {percentile(ordered, 0.5) * 1000:.1f} ms, "
         f"p99 {percentile(ordered, 0.99) * 1000:.1f} ms; {use.metrics.batch.count:,.0f} batches, "
         f"mean {use.metrics.batch.mean():.1f} entries, sizes {use.metrics.batch.per_bucket()}; "
-        f"CPU per entry: node {use.node_cpu_us:,.0f} us, client {use.client_cpu_us:,.0f} us",
+        f"CPU per entry: node {use.node_cpu_us:,.0f} us (sequencer's process "
+        f"{use.sequencer_cpu_us:,.0f}), client {use.client_cpu_us:,.0f} us",
         flush=True,
     )
     stats = node.stats()
@@ -825,6 +854,7 @@ async def grpc_phases(
                     f"unary_{level}_batch_sizes": use.metrics.batch.per_bucket(),
                     f"unary_{level}_node_within_15ms": round(within, 4),
                     f"unary_{level}_node_cpu_us_per_append": round(use.node_cpu_us),
+                    f"unary_{level}_sequencer_cpu_us_per_append": round(use.sequencer_cpu_us),
                     f"unary_{level}_client_cpu_us_per_append": round(use.client_cpu_us),
                 }
             )
@@ -840,7 +870,8 @@ async def grpc_phases(
                 f"mean {mean:6.2f} ms over {appends:,} appends, "
                 f"{appends / outcome.seconds:,.0f}/s; "
                 f"batch mean {use.metrics.batch.mean():.1f}; node answered {within:.1%} within "
-                f"15 ms; CPU per append: node {use.node_cpu_us:,.0f} us, "
+                f"15 ms; CPU per append: node {use.node_cpu_us:,.0f} us (sequencer's process "
+                f"{use.sequencer_cpu_us:,.0f}), "
                 f"client {use.client_cpu_us:,.0f} us{target}",
                 flush=True,
             )
@@ -969,11 +1000,13 @@ def main() -> int:
             node.kill()
             raise
         results["peak_rss_mb"] = round(final["peak_rss_mb"], 1)
+        results["sequencer_peak_rss_mb"] = round(final["sequencer_peak_rss_mb"], 1)
         results["node_cpu_s"] = round(final["cpu_s"], 1)
         results["ledger_size"] = final["tree_size"]
         results["client_peak_rss_mb"] = round(peak_rss_mb(), 1)
         print(
-            f"node: peak RSS {final['peak_rss_mb']:.0f} MB, ledger of {final['tree_size']:,} "
+            f"node: peak RSS {final['peak_rss_mb']:.0f} MB (sequencer's process "
+            f"{final['sequencer_peak_rss_mb']:.0f} MB), ledger of {final['tree_size']:,} "
             f"entries; client peak RSS {results['client_peak_rss_mb']} MB",
             flush=True,
         )

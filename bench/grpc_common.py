@@ -105,6 +105,24 @@ def client_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def other_process_usage(pid: int) -> tuple[float, float]:
+    """Another live process's CPU time so far (user and system, seconds) and peak RSS
+    (MB), from Linux's /proc; (0, 0) once it has gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0, 0.0
+    # Fields after the command name, which is in parentheses and may hold spaces.
+    fields = stat.rpartition(")")[2].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    peak_kb = next(
+        (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0
+    )
+    return cpu, peak_kb / 1024
+
+
 # --- channels --------------------------------------------------------------------------
 
 

@@ -17,14 +17,16 @@ from sqlalchemy import Connection
 
 from ledger.admission import AdmittedEntry, Submission
 from ledger.domain.payloads import DomainPayload, EventPayload, decode_payload
+from ledger.domain.records import Consortium, Facility, Partner, PartnerKey
 from ledger.domain.replay import apply_leaf, leaf_payload
 from ledger.domain.rule_base import check_caller
 from ledger.domain.rules import DomainEntry, apply_entry, prefetch
-from ledger.domain.state import DomainState
+from ledger.domain.state import DomainState, KnownRecords
 from ledger.dsse import keyid_for
 from ledger.errors import LogIntegrityError, MalformedLeafError
 from ledger.leaf import Leaf, SubjectLink, decode_leaf
 from ledger.records import StoredLeaf
+from ledger.sequencer import LogHead
 from ledger.storage.domain_store import DomainStore
 from ledger.storage.log_store import READ_CHUNK as REINDEX_CHUNK
 from ledger.storage.log_store import LogStore
@@ -39,11 +41,26 @@ class PreparedEntry:
     signer_keys: dict[str, bytes]  # keyid -> public key, every signature verified
 
 
+CARRIED_RECORDS = 50_000
+"""Records (and absences) one batch may hand on to the next before the hand-over
+keeps only the registry: partners, keys, facilities and the consortium."""
+_REGISTRY_KINDS = (Consortium, Partner, PartnerKey, Facility)
+
+
 class CustodyRules:
-    """The sequencer's ``EntryRules`` for a Custody ledger."""
+    """The sequencer's ``EntryRules`` for a Custody ledger.
+
+    Records a batch read or wrote are handed on to the next batch when nothing
+    else wrote to storage between them (the log's head is the one that batch
+    committed): the registry and the lots in use are then read once, not once
+    per batch. Another writer (a second frontend) moves the head, and the next
+    batch reads everything afresh.
+    """
 
     def __init__(self, store: LogStore) -> None:
         self.domain = DomainStore(store.engine)
+        self._carried: KnownRecords | None = None
+        self._carried_at: LogHead | None = None
 
     def prepare(self, submission: Submission, entry: AdmittedEntry) -> PreparedEntry:
         envelope = entry.envelope
@@ -58,22 +75,31 @@ class CustodyRules:
             {keyid_for(key): key for key in entry.signer_keys},
         )
 
-    def begin(self, conn: Connection, prepared: Sequence[object]) -> CustodyBatch:
-        state = DomainState(self.domain.loader(conn))
+    def begin(self, conn: Connection, prepared: Sequence[object], head: LogHead) -> CustodyBatch:
+        known = self._carried if self._carried_at == head else None
+        # Taken, whatever happens next: a batch that fails must not hand on its writes.
+        self._carried = self._carried_at = None
+        state = DomainState(self.domain.loader(conn), known)
         items = [_prepared(p) for p in prepared]
         prefetch(
             state,
             [item.payload for item in items],
             {keyid for item in items for keyid in item.signer_keys},
         )
-        return CustodyBatch(self.domain, state)
+        return CustodyBatch(self, state)
+
+    def _carry(self, known: KnownRecords, head: LogHead) -> None:
+        if sum(len(records) for records in known.values()) > CARRIED_RECORDS:
+            known = {kind: known[kind] if kind in _REGISTRY_KINDS else {} for kind in known}
+        self._carried, self._carried_at = known, head
 
 
 class CustodyBatch:
     """One batch's view of the domain state, flushed when the batch commits."""
 
-    def __init__(self, domain: DomainStore, state: DomainState) -> None:
-        self._domain = domain
+    def __init__(self, rules: CustodyRules, state: DomainState) -> None:
+        self._rules = rules
+        self._domain = rules.domain
         self.state = state
 
     def apply(
@@ -93,6 +119,9 @@ class CustodyBatch:
 
     def finish(self, conn: Connection) -> None:
         self._domain.flush(conn, self.state)
+
+    def committed(self, head: LogHead) -> None:
+        self._rules._carry(self.state.known(), head)
 
 
 def _read_leaf(stored: StoredLeaf) -> tuple[Leaf, DomainPayload] | LogIntegrityError:

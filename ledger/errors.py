@@ -22,6 +22,20 @@ class CustodyError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Subclasses take other constructor arguments; rebuild from the attributes so
+        # that an error crosses a process boundary (the sequencer's) as itself.
+        return (_rebuild_error, (type(self), self.message, dict(self.__dict__)))
+
+
+def _rebuild_error(
+    kind: type[CustodyError], message: str, attributes: dict[str, object]
+) -> CustodyError:
+    error = kind.__new__(kind)
+    Exception.__init__(error, message)
+    error.__dict__.update(attributes)
+    return error
+
 
 # --- input that cannot even be parsed ----------------------------------------
 

@@ -2,13 +2,18 @@
 
 Callers queue *groups* of submissions (``enqueue_many``: a unary Append is a group
 of one, a streamed message's entries are one group) and await one future per
-group; a single task drains the queue into batches of up to ``max_batch``
-entries, never splitting a group. Batches are pipelined in two stages on worker
-threads: while batch N is sequenced and committed under the log's lock, batch
-N+1 is already being admitted (signatures verified, payloads checked). Batches
-are sequenced strictly in queue order, so entries sent one after another by one
-caller keep their order. The batch size grows with load and each caller waits
-for about two commits.
+group. Two threads of the committer's own drain the queue in a two-stage
+pipeline: the admitting thread takes whole groups, up to ``max_batch`` entries,
+and admits them (signatures verified, payloads checked) while the sequencing
+thread commits the batch before under the log's lock. Batches are sequenced
+strictly in queue order, so entries sent one after another by one caller keep
+their order. The batch size grows with load and each caller waits for about
+two commits.
+
+Why threads and not event-loop tasks: a batch that hops through the event loop
+between its stages waits behind every gRPC callback queued there, and the
+sequencer sat idle for that long between batches. The threads hand batches to
+each other directly; the loop is woken once per batch, to answer its callers.
 
 Why groups: the event loop runs on the same GIL as sequencing, and a future,
 a queue slot and a callback per entry cost more of it than the entry's commit.
@@ -19,18 +24,37 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 
 from ledger.admission import Submission
 from ledger.errors import CustodyError, InternalError, UnavailableError
 from ledger.receipts import Receipt
-from ledger.sequencer import AdmittedBatch, AppendOutcome, Sequencer
+from ledger.sequencer import AppendOutcome
 
 log = structlog.get_logger("custody.sequencer")
+
+Admitted = TypeVar("Admitted")
+
+
+class BatchSequencer(Protocol[Admitted]):
+    """The two stages of a batch: ``ledger.sequencer.Sequencer``, or a sequencer in
+    another process (``services.sequencer_process``)."""
+
+    def admit_batch(self, submissions: Sequence[Submission]) -> Admitted:
+        """The stateless checks, without the log's lock."""
+        ...
+
+    def sequence_batch(self, admitted: Admitted) -> list[AppendOutcome]:
+        """Order and durably commit; one outcome per submission, in order."""
+        ...
+
+
+BatchObserver = Callable[[Sequence[Submission], Sequence[AppendOutcome]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,16 +63,36 @@ class _Group:
     future: asyncio.Future[list[AppendOutcome]]
 
 
-class GroupCommitter:
+@dataclass(slots=True)
+class _Admitted(Generic[Admitted]):
+    groups: list[_Group]
+    submissions: list[Submission]
+    admitted: Admitted
+
+
+@dataclass(slots=True)
+class _Queue:
+    """What the threads share, guarded by ``GroupCommitter._lock``."""
+
+    groups: collections.deque[_Group] = field(default_factory=collections.deque)
+    pending: int = 0  # entries in ``groups``
+    admitting: list[_Group] = field(default_factory=list)
+    handoff: _Admitted[Any] | None = None  # admitted, waiting for the sequencing thread
+    room_waiters: int = 0  # callers on the loop waiting for room
+    closing: bool = False  # no new groups; the threads end once everything queued is done
+    admitted_all: bool = False  # the admitting thread has ended
+
+
+class GroupCommitter(Generic[Admitted]):
     """Batches concurrent submissions onto one sequencer."""
 
     def __init__(
         self,
-        sequencer: Sequencer,
+        sequencer: BatchSequencer[Admitted],
         *,
         max_batch: int = 1000,
         max_pending: int = 10_000,
-        on_batch: Callable[[Sequence[Submission], Sequence[AppendOutcome]], None] | None = None,
+        on_batch: BatchObserver | None = None,
     ) -> None:
         """``on_batch(submissions, outcomes)`` is called on the event loop after each batch
         commits (metrics, notifying followers); it must not raise.
@@ -61,25 +105,45 @@ class GroupCommitter:
         self._on_batch = on_batch
         self.max_batch = max_batch
         self._max_pending = max_pending
-        self._groups: collections.deque[_Group] = collections.deque()
-        self._pending = 0  # entries in self._groups
-        self._arrived = asyncio.Event()  # groups are queued, or the committer is closing
-        self._room = asyncio.Event()  # entries left the queue
-        self._task: asyncio.Task[None] | None = None
-        self._closed: asyncio.Task[None] | None = None
-        self._closing = False  # no new groups; the loop ends once the queue is empty
-        self._dead = False  # the loop has ended: nothing queued from now on is sequenced
-        self._admitting: list[_Group] = []
-        # Threads of its own: reads elsewhere in the process (bundles, registry
-        # queries) must not queue ahead of the sequencer in the default executor.
-        self._threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="group-commit")
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._queue = _Queue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._room = asyncio.Event()  # entries left the queue, or the committer is closing
+        self._threads: list[threading.Thread] = []
+        self._finished: asyncio.Future[None] | None = None  # both threads have ended
+        self._dead = False  # a thread has ended: nothing queued from now on is sequenced
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        """Start the committer's threads; call on the event loop its callers run on."""
+        if self._loop is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._finished = self._loop.create_future()
+        self._threads = [
+            threading.Thread(target=self._admit_loop, name="group-commit-admit", daemon=True),
+            threading.Thread(target=self._sequence_loop, name="group-commit-seq", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def queued(self) -> int:
+        """Entries queued and not yet taken into a batch."""
+        return self._queue.pending
+
+    @property
+    def waiting_for_room(self) -> int:
+        """Callers waiting for room in the queue."""
+        return self._queue.room_waiters
+
+    @property
+    def running(self) -> bool:
+        """Started, taking entries, and neither closing nor stopped."""
+        return self._loop is not None and not self._queue.closing and not self._dead
 
     def _refuse_if_stopped(self) -> None:
-        if self._closing or self._dead or self._task is None or self._task.done():
+        if not self.running:
             raise UnavailableError("the sequencer is not accepting entries")
 
     async def enqueue_many(
@@ -96,15 +160,26 @@ class GroupCommitter:
             raise ValueError(f"a group holds 1 to {self.max_batch} entries")
         self._refuse_if_stopped()
         size = len(submissions)
-        # Entries beyond the bound wait; a lone group always fits so none waits forever.
-        while self._pending and self._pending + size > self._max_pending:
-            self._room.clear()
-            await self._room.wait()
+        queue = self._queue
+        while True:
+            with self._lock:
+                # Entries beyond the bound wait; a lone group always fits so none waits forever.
+                if not queue.pending or queue.pending + size <= self._max_pending:
+                    future: asyncio.Future[list[AppendOutcome]] = (
+                        asyncio.get_running_loop().create_future()
+                    )
+                    queue.groups.append(_Group(submissions, future))
+                    queue.pending += size
+                    self._changed.notify_all()
+                    break
+                self._room.clear()
+                queue.room_waiters += 1
+            try:
+                await self._room.wait()
+            finally:
+                with self._lock:
+                    queue.room_waiters -= 1
             self._refuse_if_stopped()
-        future: asyncio.Future[list[AppendOutcome]] = asyncio.get_running_loop().create_future()
-        self._groups.append(_Group(submissions, future))
-        self._pending += size
-        self._arrived.set()
         return future
 
     async def submit(self, submission: Submission) -> Receipt:
@@ -117,112 +192,156 @@ class GroupCommitter:
     async def close(self) -> None:
         """Stop taking entries, finish everything already queued, then return. Every
         caller awaits the same closing, however many call it."""
-        if self._closed is None:
-            self._closed = asyncio.get_running_loop().create_task(self._close())
-        await asyncio.shield(self._closed)
-
-    async def _close(self) -> None:
-        try:
-            self._closing = True
-            self._arrived.set()
-            self._room.set()  # callers waiting for room hear that nothing more is taken
-            if self._task is not None and not self._task.done():
-                await self._task
-        finally:
+        with self._lock:
+            self._queue.closing = True
+            self._changed.notify_all()
+        self._room.set()  # callers waiting for room hear that nothing more is taken
+        if self._finished is not None:
             # Never a blocking wait on the event loop: a batch stuck in the database
             # keeps its thread, the loop goes on.
-            self._threads.shutdown(wait=False, cancel_futures=True)
+            await asyncio.shield(self._finished)
 
-    def _take_batch(self) -> list[_Group]:
-        """Whole groups from the queue's head, up to ``max_batch`` entries."""
-        batch = [self._groups.popleft()]
-        count = len(batch[0].submissions)
-        while self._groups and count + len(self._groups[0].submissions) <= self.max_batch:
-            group = self._groups.popleft()
-            batch.append(group)
-            count += len(group.submissions)
-        self._pending -= count
-        self._room.set()
-        return batch
+    # --- the admitting thread ------------------------------------------------------
 
-    async def _run(self) -> None:
-        sequencing: asyncio.Task[None] | None = None
+    def _admit_loop(self) -> None:
         try:
-            while True:
-                if not self._groups:
-                    if self._closing:
-                        return
-                    self._arrived.clear()
-                    await self._arrived.wait()
-                    continue
-                sequencing = await self._pipeline(self._take_batch(), sequencing)
+            self._admit_batches()
+        except BaseException:
+            log.exception("the admitting thread stopped")
         finally:
+            with self._lock:
+                self._queue.admitted_all = True
+                self._changed.notify_all()
+
+    def _admit_batches(self) -> None:
+        while (groups := self._next_batch()) is not None:
+            if not groups:
+                continue
+            submissions = [s for group in groups for s in group.submissions]
+            try:
+                admitted = self._sequencer.admit_batch(submissions)
+            except Exception as exc:  # a failed batch fails its callers, never the loop
+                self._answer(groups, exc)
+                with self._lock:
+                    self._queue.admitting = []
+                continue
+            with self._lock:
+                self._queue.handoff = _Admitted(groups, submissions, admitted)
+                self._queue.admitting = []
+                self._changed.notify_all()
+
+    def _next_batch(self) -> list[_Group] | None:
+        """Whole groups from the queue's head, up to ``max_batch`` entries, once the
+        batch before has gone to the sequencing thread (so that a batch grows while
+        the one ahead of it commits); None once closing and drained."""
+        queue = self._queue
+        with self._lock:
+            while not (queue.handoff is None and (queue.groups or queue.closing)):
+                self._changed.wait()
+            if not queue.groups:
+                return None
+            groups = [queue.groups.popleft()]
+            count = len(groups[0].submissions)
+            while queue.groups and count + len(queue.groups[0].submissions) <= self.max_batch:
+                group = queue.groups.popleft()
+                groups.append(group)
+                count += len(group.submissions)
+            queue.pending -= count
+            if queue.room_waiters:
+                self._call_on_loop(self._room.set)
+            # A caller that gave up (deadline passed, cancelled) before its batch started
+            # is not appended: it will never see a receipt. Reading whether a future was
+            # cancelled is a read of its state, safe from this thread; cancelling a task
+            # cancels the future it awaits at once.
+            queue.admitting = [group for group in groups if not group.future.cancelled()]
+            return queue.admitting
+
+    # --- the sequencing thread -----------------------------------------------------
+
+    def _sequence_loop(self) -> None:
+        try:
+            self._sequence_batches()
+        except BaseException:
+            log.exception("the sequencing thread stopped")
+        finally:
+            self._stop_threads()
+
+    def _sequence_batches(self) -> None:
+        while (work := self._next_admitted()) is not None:
+            try:
+                outcomes = self._sequencer.sequence_batch(work.admitted)
+            except Exception as exc:
+                self._answer(work.groups, exc)
+                continue
+            except BaseException:
+                # Its callers cannot know whether the batch committed: unavailable.
+                self._answer(work.groups, UnavailableError("the sequencer stopped"))
+                raise
+            if len(outcomes) != len(work.submissions):
+                error = InternalError(
+                    f"{len(outcomes)} outcomes for {len(work.submissions)} entries"
+                )
+                self._answer(work.groups, error)
+                continue
+            self._call_on_loop(self._committed, work, outcomes)
+
+    def _next_admitted(self) -> _Admitted[Admitted] | None:
+        queue = self._queue
+        with self._lock:
+            while queue.handoff is None and not queue.admitted_all:
+                self._changed.wait()
+            work, queue.handoff = queue.handoff, None
+            self._changed.notify_all()
+            return work
+
+    def _stop_threads(self) -> None:
+        """The sequencing thread ends: whatever is admitted or queued will not be
+        sequenced, and its callers must hear so."""
+        with self._lock:
             self._dead = True
-            self._room.set()
-            if sequencing is not None:
-                # Shielded from our own cancellation: a batch being committed finishes and
-                # answers its callers (its thread could not be stopped anyway).
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(sequencing)
-            # Whatever is admitted or queued will not be sequenced: its callers must hear so.
-            stopped = UnavailableError("the sequencer stopped; the entry was not sequenced")
-            _fail([*self._admitting, *self._groups], stopped)
-            self._admitting = []
-            self._groups.clear()
-            self._pending = 0
+            queue = self._queue
+            queue.closing = True  # the admitting thread ends too
+            left = [*queue.admitting, *queue.groups]
+            if queue.handoff is not None:
+                left.extend(queue.handoff.groups)
+            queue.admitting, queue.handoff, queue.pending = [], None, 0
+            queue.groups.clear()
+            self._changed.notify_all()
+        self._answer(left, UnavailableError("the sequencer stopped; the entry was not sequenced"))
+        self._call_on_loop(self._finish)
 
-    async def _pipeline(
-        self, batch: list[_Group], previous: asyncio.Task[None] | None
-    ) -> asyncio.Task[None] | None:
-        """Admit ``batch`` (overlapping the previous batch's commit), then start its
-        commit once the previous one is done; returns the commit task."""
-        # A caller that gave up (deadline passed, cancelled) before its batch started
-        # is not appended: it will never see a receipt.
-        batch = [group for group in batch if not group.future.cancelled()]
-        if not batch:
-            return previous
-        self._admitting = batch
-        submissions = [submission for group in batch for submission in group.submissions]
-        try:
-            admitted = await asyncio.get_running_loop().run_in_executor(
-                self._threads, self._sequencer.admit_batch, submissions
-            )
-        except Exception as exc:  # a failed batch fails its callers, never the loop
-            _fail(batch, exc)
-            self._admitting = []
-            return previous
-        if previous is not None:
-            await asyncio.shield(previous)  # cancelling the loop must not cut a commit short
-        self._admitting = []
-        return asyncio.get_running_loop().create_task(self._sequence(batch, submissions, admitted))
+    # --- answers, on the event loop ------------------------------------------------
 
-    async def _sequence(
-        self, batch: list[_Group], submissions: list[Submission], admitted: AdmittedBatch
-    ) -> None:
-        try:
-            outcomes = await asyncio.get_running_loop().run_in_executor(
-                self._threads, self._sequencer.sequence_batch, admitted
-            )
-        except Exception as exc:
-            _fail(batch, exc)
-            return
-        if len(outcomes) != len(submissions):
-            _fail(batch, InternalError(f"{len(outcomes)} outcomes for {len(submissions)} entries"))
-            return
+    def _call_on_loop(self, callback: Callable[..., object], *args: object) -> None:
+        loop = self._loop
+        assert loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left to answer
+            loop.call_soon_threadsafe(callback, *args)
+
+    def _answer(self, groups: Sequence[_Group], error: BaseException) -> None:
+        if groups:
+            self._call_on_loop(_fail, list(groups), error)
+
+    def _committed(self, work: _Admitted[Admitted], outcomes: list[AppendOutcome]) -> None:
         start = 0
-        for group in batch:
+        for group in work.groups:
             end = start + len(group.submissions)
             if not group.future.done():
                 group.future.set_result(outcomes[start:end])
             start = end
         if self._on_batch is not None:
             try:
-                self._on_batch(submissions, outcomes)
+                self._on_batch(work.submissions, outcomes)
             except Exception:  # observers must not stop the sequencer
                 log.exception("on_batch failed")
 
+    def _finish(self) -> None:
+        self._room.set()
+        if self._finished is not None and not self._finished.done():
+            self._finished.set_result(None)
 
-def _fail(batch: Sequence[_Group], error: BaseException) -> None:
-    for group in batch:
+
+def _fail(groups: Sequence[_Group], error: BaseException) -> None:
+    for group in groups:
         if not group.future.done():
             group.future.set_exception(error)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import structlog
 from sqlalchemy import Connection
@@ -52,6 +52,8 @@ def now_micros() -> int:
 
 
 AppendOutcome = Receipt | CustodyError
+LogHead = tuple[int, bytes]
+"""A log's size and root hash: which prefix of the log storage holds."""
 
 
 class BatchRules(Protocol):
@@ -68,6 +70,10 @@ class BatchRules(Protocol):
         """Write what the batch's admitted entries changed."""
         ...
 
+    def committed(self, head: LogHead) -> None:
+        """The batch's transaction committed: storage now holds the log up to ``head``."""
+        ...
+
 
 class EntryRules(Protocol):
     """What the log requires of payloads beyond the envelope rules.
@@ -78,7 +84,9 @@ class EntryRules(Protocol):
 
     def prepare(self, submission: Submission, entry: AdmittedEntry) -> object: ...
 
-    def begin(self, conn: Connection, prepared: Sequence[object]) -> BatchRules: ...
+    def begin(self, conn: Connection, prepared: Sequence[object], head: LogHead) -> BatchRules:
+        """Start a batch appending to the log at ``head``, as storage holds it."""
+        ...
 
 
 class EnvelopeRules:
@@ -91,7 +99,7 @@ class EnvelopeRules:
     def prepare(self, submission: Submission, entry: AdmittedEntry) -> object:
         return None
 
-    def begin(self, conn: Connection, prepared: Sequence[object]) -> BatchRules:
+    def begin(self, conn: Connection, prepared: Sequence[object], head: LogHead) -> BatchRules:
         return self
 
     def apply(
@@ -102,6 +110,9 @@ class EnvelopeRules:
     def finish(self, conn: Connection) -> None:
         return None
 
+    def committed(self, head: LogHead) -> None:
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class _Prepared:
@@ -109,6 +120,53 @@ class _Prepared:
 
     entry: AdmittedEntry
     payload: object
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedEntry:
+    """An envelope that passed ``admit``, and who sent it (``Submission``'s caller)."""
+
+    entry: AdmittedEntry
+    authenticated_partner: str | None
+
+    def submission(self) -> Submission:
+        return Submission(self.entry.envelope, self.entry.signer_keys, self.authenticated_partner)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _checked(check: Callable[[T], R], item: T) -> R | CustodyError:
+    """``check(item)``, or the error that refuses it: a ``CustodyError``, or a bug met
+    by this one entry, which fails that entry and not its batch."""
+    try:
+        return check(item)
+    except CustodyError as exc:
+        return exc
+    except Exception as exc:
+        log.exception("admission failed unexpectedly")
+        name = type(exc).__name__
+        return InternalError(f"checking this entry failed unexpectedly ({name})")
+
+
+def check_each(
+    submissions: Sequence[Submission],
+    check: Callable[[Submission], R],
+    pool: ThreadPoolExecutor | None,
+    threads: int,
+) -> list[R | CustodyError]:
+    """``check`` every submission, on ``threads`` threads of ``pool`` for a large batch
+    (Ed25519 verification releases the GIL); each result or its refusal, in order."""
+
+    def chunk(part: Sequence[Submission]) -> list[R | CustodyError]:
+        return [_checked(check, submission) for submission in part]
+
+    if pool is None or len(submissions) < _PARALLEL_VERIFY_MIN:
+        return chunk(submissions)
+    step = -(-len(submissions) // threads)
+    chunks = [submissions[i : i + step] for i in range(0, len(submissions), step)]
+    return [outcome for part in pool.map(chunk, chunks) for outcome in part]
 
 
 @dataclass(frozen=True)
@@ -133,6 +191,7 @@ class _Batch:
     head: _Head
     logged: dict[bytes, int]
     nodes: dict[NodeId, bytes]
+    rules: BatchRules
     rows: list[StoredLeaf] = field(default_factory=list)
     assigned: dict[bytes, int] = field(default_factory=dict)
     refused: dict[bytes, CustodyError] = field(default_factory=dict)
@@ -255,6 +314,10 @@ class Sequencer:
             self._head = load_head(store, self.log_key, conn)
 
     @property
+    def origin(self) -> str:
+        return self.signer.name
+
+    @property
     def size(self) -> int:
         return self._head.tree.size
 
@@ -300,33 +363,30 @@ class Sequencer:
         with self._lock:
             return self._sequence(admitted.outcomes)
 
+    def sequence_verified(self, entries: Sequence[VerifiedEntry]) -> list[AppendOutcome]:
+        """Steps 1-5 for entries whose envelopes someone trusted already admitted
+        (``admit``: signatures verified), such as this node's own frontend: only the
+        payloads' stateless checks of step 1 run here, then the rest."""
+        prepared = [_checked(self._prepare_verified, entry) for entry in entries]
+        return self.sequence_batch(AdmittedBatch(prepared))
+
+    def _prepare_verified(self, verified: VerifiedEntry) -> _Prepared:
+        return _Prepared(verified.entry, self.rules.prepare(verified.submission(), verified.entry))
+
     # --- steps ---------------------------------------------------------------------
 
     def _admit_all(self, submissions: Sequence[Submission]) -> list[_Prepared | CustodyError]:
-        if self._pool is None or len(submissions) < _PARALLEL_VERIFY_MIN:
-            return self._admit_chunk(submissions)
-        step = -(-len(submissions) // self._threads)
-        chunks = [submissions[i : i + step] for i in range(0, len(submissions), step)]
-        return [outcome for part in self._pool.map(self._admit_chunk, chunks) for outcome in part]
+        return check_each(submissions, self._admit_one, self._pool, self._threads)
 
-    def _admit_chunk(self, submissions: Sequence[Submission]) -> list[_Prepared | CustodyError]:
-        outcomes: list[_Prepared | CustodyError] = []
-        for submission in submissions:
-            try:
-                entry = admit(submission)
-                outcomes.append(_Prepared(entry, self.rules.prepare(submission, entry)))
-            except CustodyError as exc:
-                outcomes.append(exc)
-            except Exception as exc:  # a bug met by one entry fails that entry, not the batch
-                log.exception("admission failed unexpectedly")
-                name = type(exc).__name__
-                outcomes.append(InternalError(f"checking this entry failed unexpectedly ({name})"))
-        return outcomes
+    def _admit_one(self, submission: Submission) -> _Prepared:
+        entry = admit(submission)
+        return _Prepared(entry, self.rules.prepare(submission, entry))
 
     def _sequence(self, admitted: list[_Prepared | CustodyError]) -> list[AppendOutcome]:
         batch = self._commit([e for e in admitted if isinstance(e, _Prepared)])
         # Committed: only now does the new head become visible and receipts exist.
         self._head = batch.head
+        batch.rules.committed((batch.head.tree.size, batch.head.checkpoint.root_hash))
         return self._receipts(admitted, batch)
 
     def _commit(self, prepared: list[_Prepared]) -> _Batch:
@@ -335,9 +395,11 @@ class Sequencer:
             head = self._refresh_head(conn)
             logged = self.store.indices_for_digests({p.entry.digest for p in prepared}, conn)
             fresh = [p for p in prepared if p.entry.digest not in logged]
-            rules = self.rules.begin(conn, [p.payload for p in fresh])
+            rules = self.rules.begin(
+                conn, [p.payload for p in fresh], (head.tree.size, head.checkpoint.root_hash)
+            )
             tree = head.tree.copy()
-            batch = _Batch(head=head, logged=logged, nodes=dict(tree.nodes()))
+            batch = _Batch(head=head, logged=logged, nodes=dict(tree.nodes()), rules=rules)
             chain = head.chain_head
             integrated_at = max(self._clock(), head.last_time_micros)
             created: list[tuple[NodeId, bytes]] = []

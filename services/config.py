@@ -70,6 +70,9 @@ class LimitsSection:
 
 @dataclass(frozen=True)
 class SequencerSection:
+    own_process: bool = True
+    """Sequence in a process of its own, beside the gRPC process: the two then use
+    two cores, and the database work never waits for the event loop's GIL."""
     verify_threads: int = 2
     """Threads verifying signatures of a batch."""
     poll_seconds: float = 1.0

@@ -95,7 +95,7 @@ class LedgerServicer(ledger_service_pb2_grpc.LedgerServiceServicer):
         *,
         store: LogStore,
         domain: DomainStore,
-        committer: GroupCommitter,
+        committer: GroupCommitter[Any],
         guard: AccessGuard,
         watcher: LogWatcher,
         metrics: NodeMetrics,

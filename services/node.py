@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import structlog
@@ -31,29 +31,26 @@ from custody.v1 import (
     registry_service_pb2_grpc,
 )
 from ledger.admission import Submission
-from ledger.custody_rules import CustodyRules
 from ledger.domain.records import GOVERNANCE_PAYLOAD_TYPE
 from ledger.errors import ConfigurationError
 from ledger.group_commit import GroupCommitter
 from ledger.keys import (
-    LOG_KEY_PASSPHRASE_ENV,
-    load_private_key,
-    passphrase_from_env,
     read_pem_file,
 )
-from ledger.note import NoteSigner
 from ledger.receipts import Receipt
-from ledger.sequencer import AppendOutcome, Sequencer
+from ledger.sequencer import AppendOutcome
 from ledger.storage.domain_store import DomainStore
 from ledger.storage.log_store import LogStore
 from services.access import AccessGuard, PartnerDirectory
 from services.config import NodeConfig, join_address, split_address
+from services.gc_tuning import tune_garbage_collection
 from services.ledger_service import LedgerServicer, StreamLimits
 from services.log_watch import LogWatcher
 from services.observability import MetricsEndpoint, NodeMetrics, serve_metrics
 from services.provenance_service import ProvenanceServicer
 from services.registry_service import RegistryServicer
 from services.rpc import RefuseUndecodable
+from services.sequencing import NodeSequencer, SequencerProcess, open_sequencer
 
 log = structlog.get_logger("custody.node")
 
@@ -94,8 +91,8 @@ class RunningNode:
     server: grpc.aio.Server
     port: int
     store: LogStore
-    sequencer: Sequencer
-    committer: GroupCommitter
+    sequencer: NodeSequencer
+    committer: GroupCommitter[Any]
     watcher: LogWatcher
     health: health.aio.HealthServicer
     metrics: NodeMetrics
@@ -168,18 +165,15 @@ def _add_services(
     return health_servicer
 
 
-def open_sequencer(config: NodeConfig) -> tuple[LogStore, Sequencer]:
-    """The log's store and a sequencer whose head was checked against its signed checkpoint."""
+async def _open_storage(config: NodeConfig) -> tuple[LogStore, NodeSequencer]:
+    """The store this process reads from, and the sequencer (started, head checked)."""
+    if not config.sequencer.own_process:
+        return open_sequencer(config)
     store = LogStore.open(config.database_url, migrate=False)
     try:
-        info = store.info()
-        key = load_private_key(config.log_key_path, passphrase_from_env(LOG_KEY_PASSPHRASE_ENV))
-        sequencer = Sequencer(
-            store,
-            NoteSigner(info.origin, key),
-            rules=CustodyRules(store),
-            verify_threads=config.sequencer.verify_threads,
-        )
+        store.info()  # no log here: refused before a process is spawned for it
+        sequencer = SequencerProcess(config)
+        await asyncio.to_thread(sequencer.start)
     except BaseException:
         store.close()
         raise
@@ -188,7 +182,7 @@ def open_sequencer(config: NodeConfig) -> tuple[LogStore, Sequencer]:
 
 async def start_node(config: NodeConfig) -> RunningNode:
     """Open storage, check the log's head, and start serving."""
-    store, sequencer = open_sequencer(config)
+    store, sequencer = await _open_storage(config)
     domain = DomainStore(store.engine)
     metrics = NodeMetrics()
     metrics.tree_size.set(sequencer.size)
@@ -264,7 +258,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
     log.info(
         "serving",
         address=join_address(host, bound),
-        origin=sequencer.signer.name,
+        origin=sequencer.origin,
         tree_size=sequencer.size,
         metrics=config.metrics.listen
         and f"{config.metrics.listen.rpartition(':')[0]}:{endpoint.port}"
@@ -284,27 +278,6 @@ async def start_node(config: NodeConfig) -> RunningNode:
         metrics=metrics,
         metrics_endpoint=endpoint,
     )
-
-
-YOUNG_COLLECTION_THRESHOLD = 50_000
-"""Allocations between collections of the youngest generation (Python's default: 700)."""
-
-
-def tune_garbage_collection() -> None:
-    """Collect garbage less often in a serving process.
-
-    Every entry allocates a few hundred short-lived objects (messages, records,
-    rows), so at Python's default threshold the collector runs every few entries
-    and each older-generation pass walks the long-lived heap (registry caches,
-    gRPC, modules), about a tenth of the node's time under load. Objects that
-    exist once the node has started are frozen out of collection; the young
-    generation is collected less often. Memory held by cycles waiting for a
-    collection stays small: one young generation of allocations.
-    """
-    gc.collect()  # start-up's own garbage is not frozen in
-    gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
 
 
 async def serve(config: NodeConfig) -> None:

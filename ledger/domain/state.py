@@ -101,14 +101,22 @@ class StateLoader(Protocol):
         ...
 
 
+KnownRecords = dict[type[Any], dict[str, Record | None]]
+"""Records by kind and key, None for a key known to be absent."""
+
+
 class DomainState:
     """Records by kind and key, read through a loader, written in memory."""
 
-    def __init__(self, loader: StateLoader | None = None) -> None:
+    def __init__(
+        self, loader: StateLoader | None = None, known: KnownRecords | None = None
+    ) -> None:
+        """``known``: records (and absences) already known to hold in the loader's
+        storage; the state takes it over and adds to it."""
         self._loader = loader
-        self._records: dict[type[Any], dict[str, Record | None]] = {
-            kind: {} for kind in RECORD_KINDS
-        }
+        self._records: KnownRecords = (
+            known if known is not None else {kind: {} for kind in RECORD_KINDS}
+        )
         self._dirty: dict[type[Any], dict[str, Record]] = {kind: {} for kind in RECORD_KINDS}
         self.history: list[History] = []
 
@@ -179,6 +187,11 @@ class DomainState:
         self.history.append(row)
 
     # --- what changed ----------------------------------------------------------------
+
+    def known(self) -> KnownRecords:
+        """Every record and absence this state knows: the storage it reads through,
+        once its changes are written there."""
+        return self._records
 
     def changed(self, kind: type[R]) -> list[R]:
         """Records of ``kind`` written since this state was created, latest version each."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import threading
 from collections.abc import Callable
@@ -128,30 +127,44 @@ def test_a_failed_batch_fails_its_callers_and_the_next_batch_proceeds(
 
 
 def test_a_caller_that_gave_up_before_its_batch_is_not_appended(
-    sequencer: Sequencer, store: LogStore, make_submission: SubmissionFactory
+    sequencer: Sequencer,
+    store: LogStore,
+    make_submission: SubmissionFactory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    kept, abandoned = make_submission(), make_submission()
+    first, kept, abandoned = make_submission(), make_submission(), make_submission()
     batches: list[int] = []
+    entered, gate = threading.Event(), threading.Event()
+    real = sequencer.admit_batch
 
-    async def run() -> Receipt:
+    def held(submissions: list[Submission]) -> AdmittedBatch:
+        entered.set()
+        gate.wait(10)
+        return real(submissions)
+
+    monkeypatch.setattr(sequencer, "admit_batch", held)
+
+    async def run() -> list[Receipt]:
         committer = GroupCommitter(
             sequencer, on_batch=lambda _, outcomes: batches.append(len(outcomes))
         )
         committer.start()
-        # Both are queued before the committer takes them; then one caller gives up.
+        ahead = asyncio.ensure_future(committer.submit(first))
+        await entered_in_time(entered)  # the committer is busy: what follows stays queued
         waiting = asyncio.ensure_future(committer.submit(abandoned))
         answered = asyncio.ensure_future(committer.submit(kept))
-        await asyncio.sleep(0)
-        waiting.cancel()
-        receipt = await answered
+        await until(lambda: committer.queued == 2)
+        waiting.cancel()  # the caller gives up (a deadline, a client that went away)
+        await until(waiting.done)
+        gate.set()
+        receipts = [await ahead, await answered]
         await committer.close()
-        return receipt
+        return receipts
 
-    before = store.size()
-    receipt = asyncio.run(run())
-    assert receipt.index == before
-    assert store.size() == before + 1  # only the caller still waiting was appended
-    assert batches == [1]
+    receipts = asyncio.run(run())
+    assert [receipt.index for receipt in receipts] == [0, 1]
+    assert store.size() == 2  # only the callers still waiting were appended
+    assert batches == [1, 1]
     assert store.indices_for_digests({abandoned.envelope.digest()}) == {}
 
 
@@ -255,8 +268,8 @@ def test_callers_wait_for_room_counted_in_entries(
         await entered_in_time(entered)
         queued = await committer.enqueue_many([make_submission() for _ in range(3)])
         waiting = asyncio.ensure_future(committer.enqueue_many([make_submission()] * 2))
-        await until(lambda: not committer._room.is_set())  # the caller waits for room
-        assert committer._pending == 3
+        await until(lambda: committer.waiting_for_room == 1)
+        assert committer.queued == 3
         assert not waiting.done()  # 3 queued + 2 > 4
         gate.set()
         later = await asyncio.wait_for(waiting, 10)
@@ -284,46 +297,54 @@ def test_an_observer_that_raises_neither_hangs_callers_nor_stops_the_sequencer(
     assert asyncio.run(run()) == [0, 1]
 
 
-def test_a_committer_whose_loop_died_refuses_instead_of_queueing(
+class Crash(BaseException):
+    """Stands for whatever could kill a committer's thread outright."""
+
+
+def test_a_committer_whose_threads_died_refuses_instead_of_queueing(
     sequencer: Sequencer, make_submission: SubmissionFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    def crash(admitted: AdmittedBatch) -> list[Receipt | CustodyError]:
+        raise Crash
+
+    monkeypatch.setattr(sequencer, "sequence_batch", crash)
+
     async def run() -> None:
         committer = GroupCommitter(sequencer)
         committer.start()
-        assert committer._task is not None
-        committer._task.cancel()  # the loop is gone, whatever the cause
-        with contextlib.suppress(asyncio.CancelledError):
-            await committer._task
+        with pytest.raises(UnavailableError):  # its own batch: committed or not, nobody knows
+            await committer.submit(make_submission())
+        await until(lambda: not committer.running)
         with pytest.raises(UnavailableError):
             await committer.submit(make_submission())
-        await committer.close()
+        await asyncio.wait_for(committer.close(), 10)
 
     asyncio.run(run())
 
 
-def test_when_the_loop_dies_every_waiting_caller_is_answered(
+def test_when_the_threads_die_every_waiting_caller_is_answered(
     sequencer: Sequencer,
     make_submission: SubmissionFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A batch committing, one admitted, one queued, one waiting for room: killing the loop
-    lets the commit finish and answer, and refuses the others instead of leaving them."""
+    """A batch committing, one admitted, one queued, one waiting for room: when the
+    sequencing thread dies, the batch it was committing, and everything behind it, is
+    refused as unavailable instead of being left to wait."""
     entered, gate = threading.Event(), threading.Event()
-    real = sequencer.sequence_batch
     real_admit = sequencer.admit_batch
     admitted_batches: list[AdmittedBatch] = []
 
-    def slow(admitted: AdmittedBatch) -> list[Receipt | CustodyError]:
+    def crash(admitted: AdmittedBatch) -> list[Receipt | CustodyError]:
         entered.set()
         gate.wait(10)
-        return real(admitted)
+        raise Crash
 
     def admit(submissions: list[Submission]) -> AdmittedBatch:
         admitted = real_admit(submissions)
         admitted_batches.append(admitted)
         return admitted
 
-    monkeypatch.setattr(sequencer, "sequence_batch", slow)
+    monkeypatch.setattr(sequencer, "sequence_batch", crash)
     monkeypatch.setattr(sequencer, "admit_batch", admit)
 
     async def run() -> list[object]:
@@ -335,24 +356,19 @@ def test_when_the_loop_dies_every_waiting_caller_is_answered(
         await until(lambda: len(admitted_batches) == 2)
         futures.append(await committer.enqueue_many([make_submission()]))  # C: queued
         blocked = asyncio.ensure_future(committer.enqueue_many([make_submission()]))  # D
-        await until(lambda: not committer._room.is_set())  # D waits for room
+        await until(lambda: committer.waiting_for_room == 1)
         assert not blocked.done()  # no room
-        assert committer._task is not None
-        committer._task.cancel()
-        await until(lambda: committer._dead)  # the loop died with A still committing
-        gate.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await committer._task
+        gate.set()  # A's thread dies
         outcomes = await asyncio.wait_for(
             asyncio.gather(*futures, blocked, return_exceptions=True), 5
         )
-        await committer.close()
+        assert not committer.running
+        await asyncio.wait_for(committer.close(), 10)
         return list(outcomes)
 
-    first, *rest = asyncio.run(run())
-    assert isinstance(first, list)
-    assert isinstance(first[0], Receipt)  # the batch being committed finished and answered
-    assert all(isinstance(outcome, UnavailableError) for outcome in rest), rest
+    outcomes = asyncio.run(run())
+    assert all(isinstance(outcome, UnavailableError) for outcome in outcomes), outcomes
+    assert len(outcomes) == 4
 
 
 def test_closing_refuses_callers_waiting_for_room_and_commits_what_is_queued(
@@ -378,10 +394,10 @@ def test_closing_refuses_callers_waiting_for_room_and_commits_what_is_queued(
         await entered_in_time(entered)
         queued = await committer.enqueue_many([make_submission(), make_submission()])
         waiting = asyncio.ensure_future(committer.enqueue_many([make_submission()]))
-        await until(lambda: not committer._room.is_set())  # the caller waits for room
+        await until(lambda: committer.waiting_for_room == 1)
         assert not waiting.done()
         closing = asyncio.ensure_future(committer.close())
-        await until(lambda: committer._closing)  # closing began with the batch held
+        await until(lambda: not committer.running)  # closing began with the batch held
         gate.set()
         answers = await asyncio.wait_for(
             asyncio.gather(taken, queued, waiting, return_exceptions=True), 10
@@ -398,24 +414,40 @@ def test_closing_refuses_callers_waiting_for_room_and_commits_what_is_queued(
 
 
 def test_a_cancelled_group_is_left_out_whole(
-    sequencer: Sequencer, store: LogStore, make_submission: SubmissionFactory
+    sequencer: Sequencer,
+    store: LogStore,
+    make_submission: SubmissionFactory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     dropped = [make_submission() for _ in range(3)]
-    kept = make_submission()
+    first, kept = make_submission(), make_submission()
+    entered, gate = threading.Event(), threading.Event()
+    real = sequencer.admit_batch
 
-    async def run() -> Receipt:
+    def held(submissions: list[Submission]) -> AdmittedBatch:
+        entered.set()
+        gate.wait(10)
+        return real(submissions)
+
+    monkeypatch.setattr(sequencer, "admit_batch", held)
+
+    async def run() -> list[Receipt]:
         committer = GroupCommitter(sequencer)
         committer.start()
+        ahead = asyncio.ensure_future(committer.submit(first))
+        await entered_in_time(entered)  # the committer is busy: what follows stays queued
         group = await committer.enqueue_many(dropped)
         answered = asyncio.ensure_future(committer.submit(kept))
+        await until(lambda: committer.queued == 4)
         group.cancel()  # before the committer took it
-        receipt = await answered
+        gate.set()
+        receipts = [await ahead, await answered]
         await committer.close()
-        return receipt
+        return receipts
 
-    receipt = asyncio.run(run())
-    assert receipt.index == 0
-    assert store.size() == 1
+    receipts = asyncio.run(run())
+    assert [receipt.index for receipt in receipts] == [0, 1]
+    assert store.size() == 2
     assert store.indices_for_digests({s.envelope.digest() for s in dropped}) == {}
 
 

@@ -8,6 +8,8 @@ A module configures them with two optional module-level knobs:
 ``PREFILL: int``
     Extractions by Lualaba appended locally, before the node starts, after the
     sample's 55 entries.
+``SEQUENCER_OWN_PROCESS: bool``
+    False runs the node's sequencer in the node's own process (default: its own).
 
 The fixtures live here, not in tests/conftest.py: under tests/ledger the name
 ``ledger`` means a log store.
@@ -56,7 +58,10 @@ def ledger(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture(scope="module")
 def node(request: pytest.FixtureRequest, ledger: Ledger, pki: Pki) -> Iterator[NodeThread]:
     """A node serving ``ledger`` over mutual TLS, with the module's ``NODE_LIMITS``."""
-    with running_node(node_config(ledger, pki, **_limits(request))) as thread:
+    own_process = getattr(request.module, "SEQUENCER_OWN_PROCESS", True)
+    assert type(own_process) is bool, f"SEQUENCER_OWN_PROCESS must be a bool: {own_process!r}"
+    config = node_config(ledger, pki, own_process=own_process, **_limits(request))
+    with running_node(config) as thread:
         yield thread
 
 

@@ -120,8 +120,11 @@ def make_ledger(data_dir: Path, url: str, *, with_sample: bool = True) -> Ledger
     return Ledger(data_dir, url, key_path)
 
 
-def node_config(ledger: Ledger, pki: Pki | None, **limits: int | float) -> NodeConfig:
-    """A node on 127.0.0.1 port 0 (metrics on port 0 too); TLS unless ``pki`` is None."""
+def node_config(
+    ledger: Ledger, pki: Pki | None, *, own_process: bool = True, **limits: int | float
+) -> NodeConfig:
+    """A node on 127.0.0.1 port 0 (metrics on port 0 too); TLS unless ``pki`` is None;
+    its sequencer in a process of its own unless ``own_process`` is false."""
     tls = (
         TlsSection(cert=pki.server_cert, key=pki.server_key, client_ca=pki.ca.certificate_path)
         if pki is not None
@@ -137,7 +140,7 @@ def node_config(ledger: Ledger, pki: Pki | None, **limits: int | float) -> NodeC
         ),
         tls=tls,
         limits=dataclasses.replace(LimitsSection(), **limits),  # type: ignore[arg-type]
-        sequencer=SequencerSection(verify_threads=2, poll_seconds=0.2),
+        sequencer=SequencerSection(own_process=own_process, verify_threads=2, poll_seconds=0.2),
         metrics=MetricsSection(listen="127.0.0.1:0"),
     ).check()
 

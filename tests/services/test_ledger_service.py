@@ -934,8 +934,9 @@ def _trace_request() -> provenance_service_pb2.TraceRequest:
 # --- graceful shutdown -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("own_process", [True, False], ids=["own process", "in process"])
 def test_stopping_during_a_stream_loses_no_acknowledged_entry(
-    pki: Pki, tmp_path_factory: pytest.TempPathFactory
+    pki: Pki, tmp_path_factory: pytest.TempPathFactory, own_process: bool
 ) -> None:
     """Stop the node while a paced AppendStream runs: every receipt the client got is in
     the log, entries are whole (the log replays and verifies, its latest checkpoint covers
@@ -943,7 +944,7 @@ def test_stopping_during_a_stream_loses_no_acknowledged_entry(
     ledger = new_ledger(tmp_path_factory.mktemp("shutdown"))
     log_key = log_verifier_key(ledger)
     envelopes = [lualaba_extraction() for _ in range(600)]
-    thread = NodeThread(node_config(ledger, pki))
+    thread = NodeThread(node_config(ledger, pki, own_process=own_process))
     responses: list[ledger_service_pb2.AppendStreamResponse] = []
     errors: list[grpc.RpcError] = []
 

@@ -641,7 +641,7 @@ def test_a_serving_node_collects_garbage_less_often() -> None:
     (checked in a child process: the setting is process-wide)."""
     script = (
         "import gc\n"
-        "from services.node import YOUNG_COLLECTION_THRESHOLD, tune_garbage_collection\n"
+        "from services.gc_tuning import YOUNG_COLLECTION_THRESHOLD, tune_garbage_collection\n"
         "before = gc.get_threshold()\n"
         "tune_garbage_collection()\n"
         "after = gc.get_threshold()\n"

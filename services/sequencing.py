@@ -1,0 +1,348 @@
+"""The node's sequencer: in a process of its own (the default), or in the node's.
+
+``SequencerProcess`` runs it in a process of its own, fed verified entries over
+a pipe; ``open_sequencer`` opens one in the calling process (the sequencer's
+process itself, and nodes with ``[sequencer] own_process = false``).
+
+Why: Python runs one thread at a time per process (the GIL). In one process the
+sequencer's database work waits for the GIL behind the gRPC event loop at
+every statement, since SQLite releases it for each one, and the node uses
+little more than one core. Split, the node's process receives, decodes and
+verifies (verification releases the GIL, so it spreads over threads), and
+the sequencer's process orders, applies the admission rules, writes and signs
+without waiting for anyone.
+
+The work is split at the envelope rules (``ledger.admission.admit``): the
+node's process checks signatures; the sequencer's process trusts those checks
+(it is the same node, started by it, over pipes only the two hold) and runs
+everything else of ``Sequencer.append_batch`` through ``sequence_verified``.
+Outcomes and errors come back as themselves (``CustodyError`` pickles).
+
+A batch goes out at the end of ``admit_batch`` and its answer is read by
+``sequence_batch``, so with the group committer's two stages the next batch is
+already waiting in the pipe while one is being sequenced: the sequencer's
+process never waits for the node's threads between batches.
+
+Lifecycle: ``SequencerProcess.start`` spawns the process and waits until it
+has checked the log's head (a failure there is raised in the node, as in one
+process). The sequencer's process ignores SIGINT and SIGTERM: the node stops
+it once every queued entry is committed (``close``). If it dies, the batch in
+flight and every later one fail with UNAVAILABLE; whether that batch committed
+is for the caller to find out (a resubmission returns its receipt).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, Protocol, cast
+
+import structlog
+
+from ledger.admission import Submission, admit
+from ledger.custody_rules import CustodyRules
+from ledger.errors import CustodyError, InternalError, UnavailableError
+from ledger.group_commit import BatchSequencer
+from ledger.keys import LOG_KEY_PASSPHRASE_ENV, load_private_key, passphrase_from_env
+from ledger.note import NoteSigner
+from ledger.records import StoredCheckpoint
+from ledger.sequencer import AppendOutcome, Sequencer, VerifiedEntry, check_each
+from ledger.storage.log_store import LogStore
+from services.config import NodeConfig
+from services.gc_tuning import tune_garbage_collection
+from services.observability import LogFormat, configure_logging
+
+log = structlog.get_logger("custody.sequencer")
+
+START_SECONDS = 120.0
+"""How long the sequencer's process may take to open the database and check the head."""
+STOP_SECONDS = 30.0
+"""How long it may take to close once told to stop, before it is killed."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedBatch:
+    """A batch after the node's own checks (each entry verified, or its refusal), and
+    the number of the request its verified entries went out as (None: none did)."""
+
+    outcomes: list[VerifiedEntry | CustodyError]
+    request: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """What the node knows of the log after a batch: its size and latest checkpoint."""
+
+    size: int
+    checkpoint: StoredCheckpoint
+
+
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    origin: str
+    head: _Head
+
+
+@dataclass(frozen=True, slots=True)
+class _Committed:
+    outcomes: list[AppendOutcome]
+    head: _Head
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    error: CustodyError
+
+
+class NodeSequencer(BatchSequencer[Any], Protocol):
+    """The node's sequencer: in its own process (``SequencerProcess``) or in this one."""
+
+    @property
+    def origin(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def latest_checkpoint(self) -> StoredCheckpoint: ...
+
+    def close(self) -> None: ...
+
+
+def open_sequencer(
+    config: NodeConfig, *, verify_threads: int | None = None
+) -> tuple[LogStore, Sequencer]:
+    """The log's store and a sequencer whose head was checked against its signed checkpoint."""
+    store = LogStore.open(config.database_url, migrate=False)
+    try:
+        info = store.info()
+        key = load_private_key(config.log_key_path, passphrase_from_env(LOG_KEY_PASSPHRASE_ENV))
+        sequencer = Sequencer(
+            store,
+            NoteSigner(info.origin, key),
+            rules=CustodyRules(store),
+            verify_threads=verify_threads or config.sequencer.verify_threads,
+        )
+    except BaseException:
+        store.close()
+        raise
+    return store, sequencer
+
+
+class SequencerProcess:
+    """The node's side. ``admit_batch`` verifies here and sends the batch on;
+    ``sequence_batch`` waits for its outcomes. Each is called from one thread at a
+    time, and batches are sequenced in the order they were admitted."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self._config = config
+        threads = config.sequencer.verify_threads
+        self._threads = threads
+        self._pool = (
+            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="verify")
+            if threads > 1
+            else None
+        )
+        self._sending = threading.Lock()
+        self._receiving = threading.Lock()
+        self._requests: Connection | None = None  # batches out
+        self._answers: Connection | None = None  # outcomes back
+        self._process: BaseProcess | None = None
+        self._sent = 0  # requests sent so far; the next one's number
+        self._received = 0  # answers read so far
+        self._head: _Head | None = None
+        self._broken: str | None = "the sequencer's process has not started"
+        self.origin = ""
+
+    def start(self) -> None:
+        """Spawn the sequencer's process and wait until it has checked the log's head."""
+        context = multiprocessing.get_context("spawn")  # never fork a process running gRPC
+        their_requests, requests = context.Pipe(duplex=False)
+        answers, their_answers = context.Pipe(duplex=False)
+        process = context.Process(
+            target=run_sequencer_process,
+            args=(their_requests, their_answers, self._config),
+            name="custody-sequencer",
+            daemon=True,
+        )
+        process.start()
+        their_requests.close()
+        their_answers.close()
+        self._requests, self._answers, self._process = requests, answers, process
+        try:
+            if not answers.poll(START_SECONDS):
+                raise UnavailableError("the sequencer's process did not start in time")
+            ready = answers.recv()
+        except (EOFError, OSError) as exc:
+            self._stop_process(kill=True)
+            raise UnavailableError("the sequencer's process exited while starting") from exc
+        except BaseException:
+            self._stop_process(kill=True)
+            raise
+        if isinstance(ready, _Failed):
+            self._stop_process()
+            raise ready.error
+        assert isinstance(ready, _Ready)
+        self.origin, self._head, self._broken = ready.origin, ready.head, None
+        log.info("sequencer process started", pid=process.pid)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
+    def size(self) -> int:
+        return self._known_head().size
+
+    @property
+    def latest_checkpoint(self) -> StoredCheckpoint:
+        return self._known_head().checkpoint
+
+    def _known_head(self) -> _Head:
+        if self._head is None:
+            raise UnavailableError("the sequencer's process has not started")
+        return self._head
+
+    def admit_batch(self, submissions: Sequence[Submission]) -> VerifiedBatch:
+        """Envelope rules on every submission (signatures verified on this side), then
+        the verified entries go to the sequencer's process."""
+        outcomes = check_each(submissions, _verified, self._pool, self._threads)
+        entries = [outcome for outcome in outcomes if isinstance(outcome, VerifiedEntry)]
+        return VerifiedBatch(outcomes, self._send(entries) if entries else None)
+
+    def _send(self, entries: list[VerifiedEntry]) -> int:
+        with self._sending:
+            if self._broken is not None or self._requests is None:
+                raise UnavailableError(self._broken or "the sequencer's process has stopped")
+            try:
+                self._requests.send(entries)
+            except OSError as exc:
+                raise self._lost() from exc
+            request, self._sent = self._sent, self._sent + 1
+            return request
+
+    def sequence_batch(self, admitted: VerifiedBatch) -> list[AppendOutcome]:
+        """The outcomes of a batch from ``admit_batch``; refusals found here keep
+        their place."""
+        if admitted.request is None:
+            return list(cast(list[CustodyError], admitted.outcomes))
+        answered = iter(self._receive(admitted.request))
+        return [o if isinstance(o, CustodyError) else next(answered) for o in admitted.outcomes]
+
+    def _receive(self, request: int) -> list[AppendOutcome]:
+        with self._receiving:
+            if request != self._received:
+                # Answers come back in the order batches went out; anything else would
+                # hand one caller another's receipt.
+                raise InternalError(
+                    f"batch {request} collected out of order (next answer: {self._received})"
+                )
+            if self._answers is None:
+                raise UnavailableError(self._broken or "the sequencer's process has stopped")
+            try:
+                answer = self._answers.recv()
+            except (EOFError, OSError) as exc:
+                raise self._lost() from exc
+            self._received += 1
+        if isinstance(answer, _Failed):
+            raise answer.error
+        assert isinstance(answer, _Committed)
+        self._head = answer.head
+        return answer.outcomes
+
+    def _lost(self) -> UnavailableError:
+        if self._broken is None:
+            exitcode = None if self._process is None else self._process.exitcode
+            log.error("the sequencer's process stopped", exitcode=exitcode)
+            self._broken = "the sequencer's process stopped"
+        return UnavailableError(self._broken)
+
+    def close(self) -> None:
+        """Tell the sequencer's process to stop once it has answered every batch sent
+        (the node calls this after its last batch) and wait for it."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        with self._sending:
+            requests, self._requests = self._requests, None
+            self._broken = self._broken or "the sequencer's process was stopped"
+        if requests is not None:
+            with contextlib.suppress(OSError):
+                requests.send(None)
+            requests.close()
+        self._stop_process()
+
+    def _stop_process(self, *, kill: bool = False) -> None:
+        process = self._process
+        if process is not None:
+            process.join(0 if kill else STOP_SECONDS)
+            if process.is_alive():
+                log.error("the sequencer's process did not stop in time; killing it")
+                process.kill()
+                process.join(STOP_SECONDS)
+        for pipe in (self._requests, self._answers):
+            if pipe is not None:
+                pipe.close()
+        self._requests = self._answers = None
+        self._broken = self._broken or "the sequencer's process has stopped"
+
+
+def _verified(submission: Submission) -> VerifiedEntry:
+    return VerifiedEntry(admit(submission), submission.authenticated_partner)
+
+
+# --- the sequencer's process ---------------------------------------------------------
+
+
+def run_sequencer_process(requests: Connection, answers: Connection, config: NodeConfig) -> None:
+    """The sequencer's process: answer batches until told to stop or the node goes away."""
+    # The node decides when this process stops: after its last batch.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    configure_logging(cast(LogFormat, config.logging.format), config.logging.level)
+    try:
+        store, sequencer = open_sequencer(config, verify_threads=1)
+    except CustodyError as exc:
+        answers.send(_Failed(exc))
+        return
+    except Exception as exc:
+        log.exception("the sequencer's process could not start")
+        answers.send(
+            _Failed(InternalError(f"the sequencer could not start ({type(exc).__name__})"))
+        )
+        return
+    try:
+        tune_garbage_collection()
+        answers.send(
+            _Ready(sequencer.signer.name, _Head(sequencer.size, sequencer.latest_checkpoint))
+        )
+        structlog.contextvars.bind_contextvars(process="sequencer", pid=os.getpid())
+        while True:
+            try:
+                entries = requests.recv()
+            except EOFError:  # the node is gone
+                break
+            if entries is None:
+                break
+            try:
+                outcomes = sequencer.sequence_verified(entries)
+            except CustodyError as exc:
+                answers.send(_Failed(exc))
+                continue
+            except Exception as exc:  # the batch fails, the sequencer goes on
+                log.exception("a batch failed unexpectedly")
+                answers.send(_Failed(InternalError(f"the batch failed ({type(exc).__name__})")))
+                continue
+            answers.send(_Committed(outcomes, _Head(sequencer.size, sequencer.latest_checkpoint)))
+    finally:
+        sequencer.close()
+        store.close()
+        requests.close()
+        answers.close()
