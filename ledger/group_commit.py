@@ -43,10 +43,17 @@ Admitted = TypeVar("Admitted")
 
 class BatchSequencer(Protocol[Admitted]):
     """The two stages of a batch: ``ledger.sequencer.Sequencer``, or a sequencer in
-    another process (``services.sequencer_process``)."""
+    another process (``services.sequencing.SequencerProcess``)."""
+
+    @property
+    def admitted_ahead(self) -> int:
+        """Admitted batches that may wait for the second stage: 1 when the stages share
+        a process; more keeps a sequencer in another process from ever waiting."""
+        ...
 
     def admit_batch(self, submissions: Sequence[Submission]) -> Admitted:
-        """The stateless checks, without the log's lock."""
+        """The stateless checks, without the log's lock (and, for a sequencer in
+        another process, sending the batch there)."""
         ...
 
     def sequence_batch(self, admitted: Admitted) -> list[AppendOutcome]:
@@ -77,7 +84,8 @@ class _Queue:
     groups: collections.deque[_Group] = field(default_factory=collections.deque)
     pending: int = 0  # entries in ``groups``
     admitting: list[_Group] = field(default_factory=list)
-    handoff: _Admitted[Any] | None = None  # admitted, waiting for the sequencing thread
+    # Admitted, waiting for the sequencing thread, oldest first.
+    handoff: collections.deque[_Admitted[Any]] = field(default_factory=collections.deque)
     room_waiters: int = 0  # callers on the loop waiting for room
     closing: bool = False  # no new groups; the threads end once everything queued is done
     admitted_all: bool = False  # the admitting thread has ended
@@ -102,6 +110,7 @@ class GroupCommitter(Generic[Admitted]):
         if max_batch < 1 or max_pending < 1:
             raise ValueError("max_batch and max_pending are at least 1")
         self._sequencer = sequencer
+        self._ahead = max(1, sequencer.admitted_ahead)
         self._on_batch = on_batch
         self.max_batch = max_batch
         self._max_pending = max_pending
@@ -226,7 +235,7 @@ class GroupCommitter(Generic[Admitted]):
                     self._queue.admitting = []
                 continue
             with self._lock:
-                self._queue.handoff = _Admitted(groups, submissions, admitted)
+                self._queue.handoff.append(_Admitted(groups, submissions, admitted))
                 self._queue.admitting = []
                 self._changed.notify_all()
 
@@ -236,7 +245,7 @@ class GroupCommitter(Generic[Admitted]):
         the one ahead of it commits); None once closing and drained."""
         queue = self._queue
         with self._lock:
-            while not (queue.handoff is None and (queue.groups or queue.closing)):
+            while not (len(queue.handoff) < self._ahead and (queue.groups or queue.closing)):
                 self._changed.wait()
             if not queue.groups:
                 return None
@@ -288,9 +297,9 @@ class GroupCommitter(Generic[Admitted]):
     def _next_admitted(self) -> _Admitted[Admitted] | None:
         queue = self._queue
         with self._lock:
-            while queue.handoff is None and not queue.admitted_all:
+            while not queue.handoff and not queue.admitted_all:
                 self._changed.wait()
-            work, queue.handoff = queue.handoff, None
+            work = queue.handoff.popleft() if queue.handoff else None
             self._changed.notify_all()
             return work
 
@@ -302,9 +311,10 @@ class GroupCommitter(Generic[Admitted]):
             queue = self._queue
             queue.closing = True  # the admitting thread ends too
             left = [*queue.admitting, *queue.groups]
-            if queue.handoff is not None:
-                left.extend(queue.handoff.groups)
-            queue.admitting, queue.handoff, queue.pending = [], None, 0
+            for work in queue.handoff:
+                left.extend(work.groups)
+            queue.handoff.clear()
+            queue.admitting, queue.pending = [], 0
             queue.groups.clear()
             self._changed.notify_all()
         self._answer(left, UnavailableError("the sequencer stopped; the entry was not sequenced"))

@@ -287,6 +287,10 @@ def load_head(
 class Sequencer:
     """Orders admitted entries into the log; one per process, thread-safe."""
 
+    admitted_ahead = 1
+    """Batches worth admitting ahead of the one being sequenced: admission shares this
+    process's GIL, so more would only make the batches smaller."""
+
     def __init__(
         self,
         store: LogStore,

@@ -142,6 +142,10 @@ class SequencerProcess:
     ``sequence_batch`` waits for its outcomes. Each is called from one thread at a
     time, and batches are sequenced in the order they were admitted."""
 
+    admitted_ahead = 2
+    """With one batch being sequenced and another already in the pipe, the
+    sequencer's process goes from batch to batch without waiting for this one."""
+
     def __init__(self, config: NodeConfig) -> None:
         self._config = config
         threads = config.sequencer.verify_threads

@@ -478,3 +478,47 @@ def test_a_sequencer_answering_the_wrong_count_fails_the_batch(
         return list(answers)
 
     assert all(isinstance(answer, InternalError) for answer in asyncio.run(run()))
+
+
+@pytest.mark.parametrize("ahead", [1, 2])
+def test_batches_are_admitted_ahead_as_far_as_the_sequencer_asks(
+    sequencer: Sequencer,
+    make_submission: SubmissionFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    ahead: int,
+) -> None:
+    """While one batch is being sequenced, ``admitted_ahead`` more are admitted and wait;
+    the next stays queued, growing, until one of them goes on."""
+    entered, gate = threading.Event(), threading.Event()
+    real_sequence, real_admit = sequencer.sequence_batch, sequencer.admit_batch
+    admitted: list[int] = []
+
+    def held(batch: AdmittedBatch) -> list[Receipt | CustodyError]:
+        entered.set()
+        gate.wait(10)
+        return real_sequence(batch)
+
+    def admit(submissions: list[Submission]) -> AdmittedBatch:
+        admitted.append(len(submissions))
+        return real_admit(submissions)
+
+    monkeypatch.setattr(sequencer, "sequence_batch", held)
+    monkeypatch.setattr(sequencer, "admit_batch", admit)
+    monkeypatch.setattr(sequencer, "admitted_ahead", ahead)
+
+    async def run() -> list[int]:
+        committer = GroupCommitter(sequencer, max_batch=1)
+        committer.start()
+        futures = [await committer.enqueue_many([make_submission()])]
+        await entered_in_time(entered)  # the first batch is being sequenced
+        futures += [await committer.enqueue_many([make_submission()]) for _ in range(4)]
+        await until(lambda: len(admitted) == 1 + ahead)
+        await asyncio.sleep(0.05)  # and no further
+        assert len(admitted) == 1 + ahead
+        assert committer.queued == 4 - ahead
+        gate.set()
+        groups = await asyncio.gather(*futures)
+        await committer.close()
+        return [r.index for group in groups for r in group if isinstance(r, Receipt)]
+
+    assert asyncio.run(run()) == [0, 1, 2, 3, 4]
