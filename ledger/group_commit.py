@@ -121,6 +121,7 @@ class GroupCommitter(Generic[Admitted]):
         self._room = asyncio.Event()  # entries left the queue, or the committer is closing
         self._threads: list[threading.Thread] = []
         self._finished: asyncio.Future[None] | None = None  # both threads have ended
+        self._threads_running = 0
         self._dead = False  # a thread has ended: nothing queued from now on is sequenced
 
     def start(self) -> None:
@@ -129,12 +130,24 @@ class GroupCommitter(Generic[Admitted]):
             return
         self._loop = asyncio.get_running_loop()
         self._finished = self._loop.create_future()
-        self._threads = [
-            threading.Thread(target=self._admit_loop, name="group-commit-admit", daemon=True),
-            threading.Thread(target=self._sequence_loop, name="group-commit-seq", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+        admitting = threading.Thread(
+            target=self._admit_loop, name="group-commit-admit", daemon=True
+        )
+        sequencing = threading.Thread(
+            target=self._sequence_loop, name="group-commit-seq", daemon=True
+        )
+        self._threads = [admitting, sequencing]
+        self._threads_running = 2
+        admitting.start()  # if it cannot start, nothing was taken: only refusals follow
+        try:
+            sequencing.start()
+        except BaseException:
+            with self._lock:
+                self._queue.closing = True  # the admitting thread ends with nothing taken
+                self._threads_running -= 1  # and resolves ``_finished`` as it does
+                self._changed.notify_all()
+            self._dead = True
+            raise
 
     @property
     def queued(self) -> int:
@@ -172,6 +185,9 @@ class GroupCommitter(Generic[Admitted]):
         queue = self._queue
         while True:
             with self._lock:
+                # Checked again under the lock: a group queued after the threads stopped
+                # would never be answered.
+                self._refuse_if_stopped()
                 # Entries beyond the bound wait; a lone group always fits so none waits forever.
                 if not queue.pending or queue.pending + size <= self._max_pending:
                     future: asyncio.Future[list[AppendOutcome]] = (
@@ -221,6 +237,7 @@ class GroupCommitter(Generic[Admitted]):
             with self._lock:
                 self._queue.admitted_all = True
                 self._changed.notify_all()
+            self._thread_ended()
 
     def _admit_batches(self) -> None:
         while (groups := self._next_batch()) is not None:
@@ -235,9 +252,12 @@ class GroupCommitter(Generic[Admitted]):
                     self._queue.admitting = []
                 continue
             with self._lock:
-                self._queue.handoff.append(_Admitted(groups, submissions, admitted))
                 self._queue.admitting = []
-                self._changed.notify_all()
+                if not self._dead:
+                    self._queue.handoff.append(_Admitted(groups, submissions, admitted))
+                    self._changed.notify_all()
+                    continue
+            self._answer(groups, _stopped())  # the sequencing thread ended meanwhile
 
     def _next_batch(self) -> list[_Group] | None:
         """Whole groups from the queue's head, up to ``max_batch`` entries, once the
@@ -245,9 +265,11 @@ class GroupCommitter(Generic[Admitted]):
         the one ahead of it commits); None once closing and drained."""
         queue = self._queue
         with self._lock:
-            while not (len(queue.handoff) < self._ahead and (queue.groups or queue.closing)):
+            while not (
+                self._dead or (len(queue.handoff) < self._ahead and (queue.groups or queue.closing))
+            ):
                 self._changed.wait()
-            if not queue.groups:
+            if self._dead or not queue.groups:
                 return None
             groups = [queue.groups.popleft()]
             count = len(groups[0].submissions)
@@ -283,8 +305,7 @@ class GroupCommitter(Generic[Admitted]):
                 self._answer(work.groups, exc)
                 continue
             except BaseException:
-                # Its callers cannot know whether the batch committed: unavailable.
-                self._answer(work.groups, UnavailableError("the sequencer stopped"))
+                self._answer(work.groups, _stopped())
                 raise
             if len(outcomes) != len(work.submissions):
                 error = InternalError(
@@ -304,21 +325,30 @@ class GroupCommitter(Generic[Admitted]):
             return work
 
     def _stop_threads(self) -> None:
-        """The sequencing thread ends: whatever is admitted or queued will not be
-        sequenced, and its callers must hear so."""
+        """The sequencing thread ends: nothing admitted or queued will be answered by
+        the sequencer from now on, and its callers must hear so."""
+        try:
+            with self._lock:
+                self._dead = True
+                queue = self._queue
+                queue.closing = True  # the admitting thread ends too
+                left = [*queue.admitting, *queue.groups]
+                for work in queue.handoff:
+                    left.extend(work.groups)
+                queue.handoff.clear()
+                queue.admitting, queue.pending = [], 0
+                queue.groups.clear()
+                self._changed.notify_all()
+            self._answer(left, _stopped())
+        finally:
+            self._thread_ended()
+
+    def _thread_ended(self) -> None:
         with self._lock:
-            self._dead = True
-            queue = self._queue
-            queue.closing = True  # the admitting thread ends too
-            left = [*queue.admitting, *queue.groups]
-            for work in queue.handoff:
-                left.extend(work.groups)
-            queue.handoff.clear()
-            queue.admitting, queue.pending = [], 0
-            queue.groups.clear()
-            self._changed.notify_all()
-        self._answer(left, UnavailableError("the sequencer stopped; the entry was not sequenced"))
-        self._call_on_loop(self._finish)
+            self._threads_running -= 1
+            last = self._threads_running == 0
+        if last:
+            self._call_on_loop(self._finish)
 
     # --- answers, on the event loop ------------------------------------------------
 
@@ -351,7 +381,21 @@ class GroupCommitter(Generic[Admitted]):
             self._finished.set_result(None)
 
 
+def _stopped() -> UnavailableError:
+    # An admitted batch may already be with a sequencer in another process, which may
+    # commit it: only a resubmission can tell (a receipt, or ALREADY_EXISTS with one).
+    return UnavailableError(
+        "the sequencer stopped before answering; resubmit to learn whether the entry was logged"
+    )
+
+
 def _fail(groups: Sequence[_Group], error: BaseException) -> None:
+    if not isinstance(error, CustodyError):
+        # Anything else is the node's own fault (and a StopIteration cannot even be
+        # set on a future): callers get an internal error; the cause stays attached.
+        internal = InternalError(f"the batch failed ({type(error).__name__})")
+        internal.__cause__ = error
+        error = internal
     for group in groups:
         if not group.future.done():
             group.future.set_exception(error)

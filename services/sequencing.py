@@ -238,8 +238,13 @@ class SequencerProcess:
         their place."""
         if admitted.request is None:
             return list(cast(list[CustodyError], admitted.outcomes))
-        answered = iter(self._receive(admitted.request))
-        return [o if isinstance(o, CustodyError) else next(answered) for o in admitted.outcomes]
+        answered = self._receive(admitted.request)
+        sent = sum(1 for outcome in admitted.outcomes if isinstance(outcome, VerifiedEntry))
+        if len(answered) != sent:
+            # Matched to callers by position: a count that does not match is never guessed.
+            raise InternalError(f"{len(answered)} outcomes for {sent} entries sent")
+        answers = iter(answered)
+        return [o if isinstance(o, CustodyError) else next(answers) for o in admitted.outcomes]
 
     def _receive(self, request: int) -> list[AppendOutcome]:
         with self._receiving:

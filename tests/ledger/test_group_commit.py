@@ -312,7 +312,7 @@ def test_a_committer_whose_threads_died_refuses_instead_of_queueing(
     async def run() -> None:
         committer = GroupCommitter(sequencer)
         committer.start()
-        with pytest.raises(UnavailableError):  # its own batch: committed or not, nobody knows
+        with pytest.raises(UnavailableError, match="resubmit"):  # committed? nobody knows
             await committer.submit(make_submission())
         await until(lambda: not committer.running)
         with pytest.raises(UnavailableError):
@@ -369,6 +369,49 @@ def test_when_the_threads_die_every_waiting_caller_is_answered(
     outcomes = asyncio.run(run())
     assert all(isinstance(outcome, UnavailableError) for outcome in outcomes), outcomes
     assert len(outcomes) == 4
+    assert not committer_threads()  # both ended, none stuck waiting for room downstream
+
+
+def committer_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("group-commit")]
+
+
+@pytest.mark.parametrize(
+    "failure", [StopIteration(), RuntimeError("a bug")], ids=["StopIteration", "RuntimeError"]
+)
+def test_a_batch_failing_with_a_non_custody_error_is_internal_for_its_callers(
+    sequencer: Sequencer,
+    make_submission: SubmissionFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: Exception,
+) -> None:
+    """Any error, even one a future cannot hold (StopIteration), answers every caller of
+    the batch, as INTERNAL, and the next batch goes on."""
+    real = sequencer.sequence_batch
+    calls = 0
+
+    def failing(admitted: AdmittedBatch) -> list[Receipt | CustodyError]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise failure
+        return real(admitted)
+
+    monkeypatch.setattr(sequencer, "sequence_batch", failing)
+
+    async def run() -> tuple[list[object], Receipt]:
+        committer = GroupCommitter(sequencer)
+        committer.start()
+        group = await committer.enqueue_many([make_submission(), make_submission()])
+        failed = await asyncio.wait_for(asyncio.gather(group, return_exceptions=True), 10)
+        receipt = await asyncio.wait_for(committer.submit(make_submission()), 10)
+        await committer.close()
+        return list(failed), receipt
+
+    (error,), receipt = asyncio.run(run())
+    assert isinstance(error, InternalError)
+    assert error.__cause__ is failure
+    assert receipt.index == 0
 
 
 def test_closing_refuses_callers_waiting_for_room_and_commits_what_is_queued(
