@@ -42,8 +42,9 @@ class PreparedEntry:
 
 
 CARRIED_RECORDS = 50_000
-"""Records (and absences) one batch may hand on to the next before the hand-over
-keeps only the registry: partners, keys, facilities and the consortium."""
+"""Records (and absences) one batch may hand on to the next; beyond it only the
+registry's records (partners, keys, facilities, the consortium) are handed on,
+and nothing if even they are more."""
 _REGISTRY_KINDS = (Consortium, Partner, PartnerKey, Facility)
 
 
@@ -88,10 +89,29 @@ class CustodyRules:
         )
         return CustodyBatch(self, state)
 
+    @property
+    def carried_records(self) -> int:
+        """Records (and absences) the next batch starts from instead of reading them."""
+        carried = self._carried
+        return 0 if carried is None else sum(len(records) for records in carried.values())
+
     def _carry(self, known: KnownRecords, head: LogHead) -> None:
-        if sum(len(records) for records in known.values()) > CARRIED_RECORDS:
-            known = {kind: known[kind] if kind in _REGISTRY_KINDS else {} for kind in known}
+        if _count(known) > CARRIED_RECORDS:
+            # The registry's records are bounded by governance; what entries merely
+            # named (absent partners, keys, facilities: anyone can name them) is not.
+            known = {
+                kind: {key: record for key, record in records.items() if record is not None}
+                if kind in _REGISTRY_KINDS
+                else {}
+                for kind, records in known.items()
+            }
+            if _count(known) > CARRIED_RECORDS:
+                return
         self._carried, self._carried_at = known, head
+
+
+def _count(known: KnownRecords) -> int:
+    return sum(len(records) for records in known.values())
 
 
 class CustodyBatch:
