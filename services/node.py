@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from custody.v1 import (
 )
 from ledger.admission import Submission
 from ledger.domain.records import GOVERNANCE_PAYLOAD_TYPE
-from ledger.errors import ConfigurationError
+from ledger.errors import ConfigurationError, UnavailableError
 from ledger.group_commit import GroupCommitter
 from ledger.keys import (
     read_pem_file,
@@ -83,7 +83,7 @@ def server_credentials(config: NodeConfig) -> grpc.ServerCredentials:
     )
 
 
-@dataclass
+@dataclass(eq=False)
 class RunningNode:
     """A started node; ``port`` is the bound gRPC port (useful with port 0)."""
 
@@ -97,6 +97,29 @@ class RunningNode:
     health: health.aio.HealthServicer
     metrics: NodeMetrics
     metrics_endpoint: MetricsEndpoint | None
+    failed: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the node can no longer append (its sequencer's process died): health
+    is NOT_SERVING and ``custody serve`` stops, to be restarted."""
+    _stopping: bool = field(default=False, init=False)
+    _failing: asyncio.Task[None] | None = field(default=None, init=False)
+
+    def watch_sequencer(self) -> None:
+        """Notice at once if the sequencer's process ends while the node serves."""
+        sentinel = getattr(self.sequencer, "sentinel", None)
+        if isinstance(sentinel, int):
+            asyncio.get_running_loop().add_reader(sentinel, self._sequencer_ended, sentinel)
+
+    def _sequencer_ended(self, sentinel: int) -> None:
+        asyncio.get_running_loop().remove_reader(sentinel)
+        if self._stopping:
+            return
+        log.error("the sequencer's process stopped: this node can no longer append")
+        self.failed.set()
+        self._failing = asyncio.get_running_loop().create_task(self._not_serving())
+
+    async def _not_serving(self) -> None:
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
     @property
     def address(self) -> str:
@@ -107,6 +130,7 @@ class RunningNode:
         """Graceful: refuse new calls, finish those in progress and the batch in flight."""
         grace = self.config.limits.shutdown_grace_seconds if grace is None else grace
         log.info("stopping", grace_seconds=grace)
+        self._stopping = True
         await self.health.enter_graceful_shutdown()
         await self.watcher.stop()  # Follow streams end instead of idling through the grace
         await self.server.stop(grace)
@@ -115,7 +139,7 @@ class RunningNode:
             await asyncio.wait_for(self.committer.close(), timeout=grace + COMMIT_DRAIN_SECONDS)
         except TimeoutError:
             log.error("the sequencer did not finish its queued entries in time; stopping anyway")
-        self.sequencer.close()
+        await asyncio.to_thread(self.sequencer.close)
         if self.metrics_endpoint is not None:
             self.metrics_endpoint.close()
         self.store.close()
@@ -248,7 +272,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
         await server.stop(None)
         await watcher.stop()
         await committer.close()
-        sequencer.close()
+        await asyncio.to_thread(sequencer.close)
         if endpoint is not None:
             endpoint.close()
         store.close()
@@ -266,7 +290,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
         else None,
         tls=not config.node.insecure_dev,
     )
-    return RunningNode(
+    node = RunningNode(
         config=config,
         server=server,
         port=bound,
@@ -278,10 +302,14 @@ async def start_node(config: NodeConfig) -> RunningNode:
         metrics=metrics,
         metrics_endpoint=endpoint,
     )
+    node.watch_sequencer()
+    return node
 
 
 async def serve(config: NodeConfig) -> None:
-    """Run a node until SIGINT or SIGTERM, then stop it gracefully."""
+    """Run a node until SIGINT or SIGTERM, then stop it gracefully; if it can no longer
+    append (its sequencer's process died), stop it and raise, for a supervisor to
+    restart it."""
     node = await start_node(config)
     tune_garbage_collection()
     stopping = asyncio.Event()
@@ -289,5 +317,10 @@ async def serve(config: NodeConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stopping.set)
-    await stopping.wait()
+    waits = [asyncio.ensure_future(stopping.wait()), asyncio.ensure_future(node.failed.wait())]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for wait in waits:
+        wait.cancel()
     await node.stop()
+    if node.failed.is_set():
+        raise UnavailableError("the sequencer's process stopped; the node stopped too")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.util
 import os
 import signal
 import threading
@@ -139,8 +140,10 @@ def open_sequencer(
 
 class SequencerProcess:
     """The node's side. ``admit_batch`` verifies here and sends the batch on;
-    ``sequence_batch`` waits for its outcomes. Each is called from one thread at a
-    time, and batches are sequenced in the order they were admitted."""
+    ``sequence_batch`` waits for its outcomes, in the order batches were admitted.
+    Call them from two different threads (as the group committer does): one thread
+    admitting ahead while nobody reads the answers would fill both pipes and wait
+    forever."""
 
     admitted_ahead = 2
     """With one batch being sequenced and another already in the pipe, the
@@ -181,6 +184,10 @@ class SequencerProcess:
         their_requests.close()
         their_answers.close()
         self._requests, self._answers, self._process = requests, answers, process
+        # If this process exits without ``close`` (an error, Ctrl-C while starting),
+        # multiprocessing would wait for the child, which ignores SIGTERM and waits for
+        # its next batch: closing the request pipe first lets it see the end and exit.
+        multiprocessing.util.Finalize(self, requests.close, exitpriority=10)
         try:
             if not answers.poll(START_SECONDS):
                 raise UnavailableError("the sequencer's process did not start in time")
@@ -248,6 +255,8 @@ class SequencerProcess:
 
     def _receive(self, request: int) -> list[AppendOutcome]:
         with self._receiving:
+            if self._broken is not None:  # batches behind a lost one are lost too
+                raise UnavailableError(self._broken)
             if request != self._received:
                 # Answers come back in the order batches went out; anything else would
                 # hand one caller another's receipt.
@@ -276,17 +285,35 @@ class SequencerProcess:
 
     def close(self) -> None:
         """Tell the sequencer's process to stop once it has answered every batch sent
-        (the node calls this after its last batch) and wait for it."""
+        (the node calls this after its last batch) and wait for it; blocking, so not
+        on an event loop. A process that does not stop in time is killed."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
-        with self._sending:
+        # A sender stuck on a full pipe (the sequencer's process hangs in its database)
+        # must not keep us from stopping it.
+        sending = self._sending.acquire(timeout=STOP_SECONDS)
+        try:
             requests, self._requests = self._requests, None
             self._broken = self._broken or "the sequencer's process was stopped"
-        if requests is not None:
-            with contextlib.suppress(OSError):
-                requests.send(None)
-            requests.close()
+            if requests is not None:
+                if sending:
+                    with contextlib.suppress(OSError):
+                        requests.send(None)
+                requests.close()
+        finally:
+            if sending:
+                self._sending.release()
         self._stop_process()
+
+    @property
+    def exited(self) -> bool:
+        """The sequencer's process has ended (whether asked to or not)."""
+        return self._process is not None and self._process.exitcode is not None
+
+    @property
+    def sentinel(self) -> int | None:
+        """A file descriptor that becomes readable when the sequencer's process ends."""
+        return None if self._process is None else self._process.sentinel
 
     def _stop_process(self, *, kill: bool = False) -> None:
         process = self._process

@@ -20,6 +20,7 @@ import grpc
 import pytest
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2
 from grpc_status import rpc_status
 
 from clients.sample.consortium import (
@@ -322,3 +323,26 @@ def registry_keys(envelope: Envelope) -> list[bytes]:
     """The sample public keys of the envelope's signers (every sample partner's one key)."""
     by_keyid = {partner_signer(p).keyid: partner_signer(p).public_key for p in SAMPLE_IDS}
     return [by_keyid[signature.keyid] for signature in envelope.signatures]
+
+
+# --- health checking ---------------------------------------------------------------
+
+
+# grpc_health's HealthStub is untyped: its calls are made here, typed, from these
+# (request serializer, response parser).
+_HEALTH_CODECS = (
+    health_pb2.HealthCheckRequest.SerializeToString,
+    health_pb2.HealthCheckResponse.FromString,
+)
+
+
+def health_check(
+    channel: grpc.Channel,
+) -> grpc.UnaryUnaryMultiCallable[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]:
+    return channel.unary_unary("/grpc.health.v1.Health/Check", *_HEALTH_CODECS)
+
+
+def health_watch(
+    channel: grpc.Channel,
+) -> grpc.UnaryStreamMultiCallable[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]:
+    return channel.unary_stream("/grpc.health.v1.Health/Watch", *_HEALTH_CODECS)

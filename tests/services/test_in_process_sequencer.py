@@ -6,6 +6,8 @@ Every other service test runs the default, a sequencer in a process of its own.
 
 from __future__ import annotations
 
+from ledger.sequencer import Sequencer
+from tests.services.node_support import NodeThread
 from tests.services.test_ledger_service import (
     PREFILL,
     test_a_duplicate_event_id_is_failed_precondition,
@@ -19,6 +21,11 @@ from tests.services.test_ledger_service import (
 )
 
 SEQUENCER_OWN_PROCESS = False
+
+
+def test_the_sequencer_runs_in_the_nodes_process(node: NodeThread) -> None:
+    assert isinstance(node.node.sequencer, Sequencer)
+
 
 __all__ = [
     "PREFILL",

@@ -45,6 +45,8 @@ from tests.services.rpc_support import (
     Connections,
     append_request,
     error_infos,
+    health_check,
+    health_watch,
     log_state,
     log_verifier_key,
     lualaba_extraction,
@@ -230,36 +232,16 @@ def _tls_env() -> dict[str, str]:
 # --- health checking and reflection -----------------------------------------------------
 
 
-# grpc_health's HealthStub is untyped: its calls are made here, typed, from these
-# (request serializer, response parser).
-_HEALTH_CODECS = (
-    health_pb2.HealthCheckRequest.SerializeToString,
-    health_pb2.HealthCheckResponse.FromString,
-)
-
-
-def _health_check(
-    channel: grpc.Channel,
-) -> grpc.UnaryUnaryMultiCallable[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]:
-    return channel.unary_unary("/grpc.health.v1.Health/Check", *_HEALTH_CODECS)
-
-
-def _health_watch(
-    channel: grpc.Channel,
-) -> grpc.UnaryStreamMultiCallable[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]:
-    return channel.unary_stream("/grpc.health.v1.Health/Watch", *_HEALTH_CODECS)
-
-
 @pytest.mark.parametrize("service", ["", *SERVICE_NAMES])
 def test_health_is_serving(connect: Connections, service: str) -> None:
-    response = _health_check(connect(MERIDIAN).channel)(
+    response = health_check(connect(MERIDIAN).channel)(
         health_pb2.HealthCheckRequest(service=service)
     )
     assert response.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_health_of_an_unknown_service_is_not_found(connect: Connections) -> None:
-    check = _health_check(connect(MERIDIAN).channel)
+    check = health_check(connect(MERIDIAN).channel)
     refused(
         lambda: check(health_pb2.HealthCheckRequest(service="custody.v1.NoSuchService")),
         Code.NOT_FOUND,
@@ -604,7 +586,7 @@ def test_health_turns_not_serving_when_the_node_stops(pki: Pki, tmp_path: Path) 
     node = NodeThread(node_config(ledger, pki))
     statuses: list[int] = []
     with Connections(node, pki) as connections:
-        watch = _health_watch(connections(MERIDIAN).channel)(
+        watch = health_watch(connections(MERIDIAN).channel)(
             health_pb2.HealthCheckRequest(service=""), timeout=30
         )
         statuses.append(next(watch).status)

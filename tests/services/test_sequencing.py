@@ -16,7 +16,9 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2
 
 from clients.sample.consortium import LUALABA
 from ledger.admission import Submission
@@ -36,16 +38,22 @@ from ledger.errors import (
 from ledger.keys import generate_private_key, save_private_key
 from ledger.receipts import Receipt, verify_receipt
 from ledger.storage import LogStore
+from services import sequencing
 from services.config import NodeConfig
 from services.sequencing import SequencerProcess
-from tests.services.node_support import Ledger, Pki, node_config
+from tests.services.node_support import Ledger, NodeThread, Pki, node_config
 from tests.services.rpc_support import (
+    Connections,
+    append_request,
     extraction,
+    health_check,
     log_verifier_key,
     lualaba_extraction,
     new_ledger,
+    refused,
     registry_keys,
     signed_event,
+    wait_for,
 )
 
 
@@ -229,3 +237,49 @@ def test_errors_cross_a_process_boundary_as_themselves(error: CustodyError) -> N
     assert str(copy) == str(error)
     assert copy.reason == error.reason
     assert vars(copy) == vars(error)
+
+
+def test_batches_behind_a_lost_one_are_unavailable_too(sequencer: SequencerProcess) -> None:
+    assert sequencer.pid is not None
+    os.kill(sequencer.pid, signal.SIGSTOP)  # the batches wait in its pipe, unanswered
+    batches = [sequencer.admit_batch([submission(lualaba_extraction())]) for _ in range(3)]
+    os.kill(sequencer.pid, signal.SIGKILL)
+    for batch in batches:
+        with pytest.raises(UnavailableError, match="stopped"):
+            sequencer.sequence_batch(batch)
+
+
+def test_a_process_that_hangs_is_killed_on_close(
+    config: NodeConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sequencing, "STOP_SECONDS", 0.5)
+    sequencer = SequencerProcess(config)
+    sequencer.start()
+    assert sequencer.pid is not None
+    os.kill(sequencer.pid, signal.SIGSTOP)  # stuck, as in a database that hangs
+    sequencer.close()
+    assert sequencer.exited
+
+
+def test_a_node_whose_sequencer_dies_stops_serving_and_refuses_appends(
+    ledger: Ledger, pki: Pki
+) -> None:
+    node = NodeThread(node_config(ledger, pki))
+    try:
+        with Connections(node, pki) as connections:
+            stubs = connections(LUALABA)
+            health = health_check(stubs.channel)
+            request = health_pb2.HealthCheckRequest(service="")
+            assert health(request).status == health_pb2.HealthCheckResponse.SERVING
+            pid = getattr(node.node.sequencer, "pid", None)
+            assert isinstance(pid, int)
+            os.kill(pid, signal.SIGKILL)
+            wait_for(node.node.failed.is_set)
+            wait_for(lambda: health(request).status == health_pb2.HealthCheckResponse.NOT_SERVING)
+            refused(
+                lambda: stubs.ledger.Append(append_request(lualaba_extraction()), timeout=10),
+                grpc.StatusCode.UNAVAILABLE,
+                "UNAVAILABLE",
+            )
+    finally:
+        node.stop()
