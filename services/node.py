@@ -229,6 +229,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
         max_pending=config.limits.max_pending,
         on_batch=committed,
     )
+    metrics.queued.set_function(lambda: committer.queued)
     guard = AccessGuard(directory, insecure_dev=config.node.insecure_dev)
     server = grpc.aio.server(
         options=_server_options(config),

@@ -95,6 +95,11 @@ class NodeMetrics:
         self.streams = Gauge(
             "custody_open_streams", "Open AppendStream and Follow streams", ["method"], registry=r
         )
+        self.queued = Gauge(
+            "custody_queued_entries",
+            "Entries waiting for a batch (at most [limits] max_pending)",
+            registry=r,
+        )
 
     def record_batch(self, outcomes: Sequence[AppendOutcome], tree_size: int) -> None:
         """Batch size, appended and duplicate entries; refusals are counted where the

@@ -369,6 +369,7 @@ def test_the_prometheus_endpoint(pki: Pki, tmp_path: Path) -> None:
     assert metrics[(latency + "_count", (("method", "GetCheckpoint"),))] == 1
     assert metrics[("custody_batch_entries_count", ())] == 4
     assert metrics[("custody_open_streams", (("method", "GetEntries"),))] == 0
+    assert metrics[("custody_queued_entries", ())] == 0  # all committed
 
 
 def test_requests_that_do_not_parse_are_counted(node: NodeThread, connect: Connections) -> None:
