@@ -30,6 +30,22 @@ async def entered_in_time(entered: threading.Event) -> None:
     assert await asyncio.to_thread(entered.wait, 10)
 
 
+def hold_admission(
+    sequencer: Sequencer, monkeypatch: pytest.MonkeyPatch
+) -> tuple[threading.Event, threading.Event]:
+    """Make ``admit_batch`` wait at a gate: (set once it has been called, the gate)."""
+    entered, gate = threading.Event(), threading.Event()
+    real = sequencer.admit_batch
+
+    def held(submissions: list[Submission]) -> AdmittedBatch:
+        entered.set()
+        gate.wait(10)
+        return real(submissions)
+
+    monkeypatch.setattr(sequencer, "admit_batch", held)
+    return entered, gate
+
+
 async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     """Yield to the event loop until ``condition`` holds."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -134,15 +150,7 @@ def test_a_caller_that_gave_up_before_its_batch_is_not_appended(
 ) -> None:
     first, kept, abandoned = make_submission(), make_submission(), make_submission()
     batches: list[int] = []
-    entered, gate = threading.Event(), threading.Event()
-    real = sequencer.admit_batch
-
-    def held(submissions: list[Submission]) -> AdmittedBatch:
-        entered.set()
-        gate.wait(10)
-        return real(submissions)
-
-    monkeypatch.setattr(sequencer, "admit_batch", held)
+    entered, gate = hold_admission(sequencer, monkeypatch)
 
     async def run() -> list[Receipt]:
         committer = GroupCommitter(
@@ -251,15 +259,7 @@ def test_callers_wait_for_room_counted_in_entries(
 ) -> None:
     """``max_pending`` bounds queued entries, not groups: a group that would pass it
     waits until a batch takes entries off the queue, then goes in whole."""
-    entered, gate = threading.Event(), threading.Event()
-    real = sequencer.admit_batch
-
-    def held(submissions: list[Submission]) -> AdmittedBatch:
-        entered.set()
-        gate.wait(10)
-        return real(submissions)
-
-    monkeypatch.setattr(sequencer, "admit_batch", held)
+    entered, gate = hold_admission(sequencer, monkeypatch)
 
     async def run() -> list[int]:
         committer = GroupCommitter(sequencer, max_batch=4, max_pending=4)
@@ -420,15 +420,7 @@ def test_closing_refuses_callers_waiting_for_room_and_commits_what_is_queued(
     make_submission: SubmissionFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    entered, gate = threading.Event(), threading.Event()
-    real = sequencer.admit_batch
-
-    def held(submissions: list[Submission]) -> AdmittedBatch:
-        entered.set()
-        gate.wait(10)
-        return real(submissions)
-
-    monkeypatch.setattr(sequencer, "admit_batch", held)
+    entered, gate = hold_admission(sequencer, monkeypatch)
 
     async def run() -> list[object]:
         committer = GroupCommitter(sequencer, max_batch=2, max_pending=2)
@@ -464,15 +456,7 @@ def test_a_cancelled_group_is_left_out_whole(
 ) -> None:
     dropped = [make_submission() for _ in range(3)]
     first, kept = make_submission(), make_submission()
-    entered, gate = threading.Event(), threading.Event()
-    real = sequencer.admit_batch
-
-    def held(submissions: list[Submission]) -> AdmittedBatch:
-        entered.set()
-        gate.wait(10)
-        return real(submissions)
-
-    monkeypatch.setattr(sequencer, "admit_batch", held)
+    entered, gate = hold_admission(sequencer, monkeypatch)
 
     async def run() -> list[Receipt]:
         committer = GroupCommitter(sequencer)
