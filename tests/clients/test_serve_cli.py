@@ -32,7 +32,8 @@ def _read_event(stream: IO[str], wanted: str, deadline: float) -> dict[str, Any]
     raise AssertionError(f"the node never logged {wanted!r}")
 
 
-def test_serve_with_mutual_tls_then_stop_gracefully_on_sigterm(pki: Pki, tmp_path: Path) -> None:
+def _node_config(tmp_path: Path, pki: Pki) -> Path:
+    """A node.toml serving the sample ledger over mutual TLS on port 0, no metrics."""
     ledger = make_ledger(tmp_path / "ledger", sqlite_url(tmp_path / "ledger" / "custody.db"))
     config = tmp_path / "node.toml"
     config.write_text(
@@ -46,6 +47,11 @@ def test_serve_with_mutual_tls_then_stop_gracefully_on_sigterm(pki: Pki, tmp_pat
         "[metrics]\n"
         'listen = ""\n'
     )
+    return config
+
+
+def test_serve_with_mutual_tls_then_stop_gracefully_on_sigterm(pki: Pki, tmp_path: Path) -> None:
+    config = _node_config(tmp_path, pki)
     env = {**os.environ, "CUSTODY_LIMITS_SHUTDOWN_GRACE_SECONDS": "2"}
     process = subprocess.Popen(
         [*CUSTODY, "serve", "--config", str(config)],
@@ -70,6 +76,28 @@ def test_serve_with_mutual_tls_then_stop_gracefully_on_sigterm(pki: Pki, tmp_pat
         stopped = _read_event(process.stderr, "stopped", time.monotonic() + 30)
         assert stopped["tree_size"] == 55
         assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_serve_stops_with_an_error_when_its_sequencer_dies(pki: Pki, tmp_path: Path) -> None:
+    """A node that can no longer append does not linger: it stops, and exits non-zero
+    for its supervisor to restart it."""
+    config = _node_config(tmp_path, pki)
+    env = {**os.environ, "CUSTODY_LIMITS_SHUTDOWN_GRACE_SECONDS": "1"}
+    process = subprocess.Popen(
+        [*CUSTODY, "serve", "--config", str(config)], stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert process.stderr is not None
+        started = _read_event(process.stderr, "sequencer process started", time.monotonic() + 60)
+        _read_event(process.stderr, "serving", time.monotonic() + 60)
+        os.kill(started["pid"], signal.SIGKILL)
+        _read_event(process.stderr, "stopped", time.monotonic() + 30)
+        assert process.wait(timeout=30) == 1
+        assert "sequencer's process stopped" in process.stderr.read()
     finally:
         if process.poll() is None:
             process.kill()
