@@ -26,9 +26,10 @@ process never waits for the node's threads between batches.
 Lifecycle: ``SequencerProcess.start`` spawns the process and waits until it
 has checked the log's head (a failure there is raised in the node, as in one
 process). The sequencer's process ignores SIGINT and SIGTERM: the node stops
-it once every queued entry is committed (``close``). If it dies, the batch in
-flight and every later one fail with UNAVAILABLE; whether that batch committed
-is for the caller to find out (a resubmission returns its receipt).
+it once every queued entry is committed (``close``), and kills it if it does
+not stop. If it dies, the batches it held and every later one fail with
+UNAVAILABLE (whether such a batch committed, a resubmission tells), and the
+node turns NOT_SERVING and stops (``services.node``).
 """
 
 from __future__ import annotations
