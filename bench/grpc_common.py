@@ -21,6 +21,7 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clients.pki import CertificateAuthority, IssuedCertificate
+from clients.sdk import ClientTls
 from clients.sdk._internal.submission import MessagePacker  # the SDK's own packing
 from custody.v1 import ledger_service_pb2, ledger_service_pb2_grpc
 
@@ -130,11 +131,9 @@ def partner_credentials(
     ca: CertificateAuthority, partner: IssuedCertificate
 ) -> grpc.ChannelCredentials:
     """Mutual TLS as ``partner``: trusting the consortium CA, presenting its certificate."""
-    return grpc.ssl_channel_credentials(
-        root_certificates=ca.certificate_pem,
-        private_key=partner.private_key_pem,
-        certificate_chain=partner.certificate_pem,
-    )
+    return ClientTls(
+        ca.certificate_pem, partner.certificate_pem, partner.private_key_pem
+    ).channel_credentials()
 
 
 def own_channel(address: str, credentials: grpc.ChannelCredentials) -> grpc.aio.Channel:

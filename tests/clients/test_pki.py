@@ -27,8 +27,10 @@ from clients.pki import (
     issue_server,
     load_ca,
 )
+from clients.sdk import ClientTls
 from ledger.errors import ConfigurationError, KeyFileError, UnauthenticatedError
 from ledger.tls_identity import partner_from_certificate, partner_uri
+from tests.services.rpc_support import health_check
 
 CA_NAME = "Test consortium CA"
 _Extension = TypeVar("_Extension", bound=x509.ExtensionType)
@@ -334,26 +336,6 @@ def _raw(message: bytes) -> bytes:
     return message
 
 
-def _health_check(channel: grpc.Channel) -> health_pb2.HealthCheckResponse:
-    # Called by method name: the typing stubs of HealthStub declare no methods.
-    check = channel.unary_unary(
-        "/grpc.health.v1.Health/Check",
-        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-        response_deserializer=health_pb2.HealthCheckResponse.FromString,
-    )
-    return check(health_pb2.HealthCheckRequest(), timeout=10)
-
-
-def _client_credentials(
-    ca: CertificateAuthority, partner: IssuedCertificate
-) -> grpc.ChannelCredentials:
-    return grpc.ssl_channel_credentials(
-        root_certificates=ca.certificate_pem,
-        private_key=partner.private_key_pem,
-        certificate_chain=partner.certificate_pem,
-    )
-
-
 def test_mutual_tls_accepts_partners_of_the_ca_and_refuses_others(
     ca: CertificateAuthority, tmp_path: Path
 ) -> None:
@@ -384,8 +366,8 @@ def test_mutual_tls_accepts_partners_of_the_ca_and_refuses_others(
     try:
         # The client checks the server's IP SAN (127.0.0.1) against the address it dials.
         target = f"127.0.0.1:{port}"
-        with grpc.secure_channel(target, _client_credentials(ca, partner)) as channel:
-            response = _health_check(channel)
+        with grpc.secure_channel(target, _partner_tls(ca, partner)) as channel:
+            response = health_check(channel)(health_pb2.HealthCheckRequest(), timeout=10)
             assert response.status == health_pb2.HealthCheckResponse.SERVING
             whoami = channel.unary_unary(
                 _WHOAMI, request_serializer=_raw, response_deserializer=_raw
@@ -393,10 +375,16 @@ def test_mutual_tls_accepts_partners_of_the_ca_and_refuses_others(
             assert whoami(b"", timeout=10) == b"mine-a"
         # A partner of another CA, and a certificate of our CA not meant for clients.
         for refused_identity in (impostor, node):
-            credentials = _client_credentials(ca, refused_identity)
+            credentials = _partner_tls(ca, refused_identity)
             with grpc.secure_channel(target, credentials) as channel:
                 with pytest.raises(grpc.RpcError) as refused:
-                    _health_check(channel)
+                    health_check(channel)(health_pb2.HealthCheckRequest(), timeout=10)
                 assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         server.stop(grace=None)
+
+
+def _partner_tls(ca: CertificateAuthority, partner: IssuedCertificate) -> grpc.ChannelCredentials:
+    return ClientTls(
+        ca.certificate_pem, partner.certificate_pem, partner.private_key_pem
+    ).channel_credentials()

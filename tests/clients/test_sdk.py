@@ -511,6 +511,13 @@ class SentMessages:
         self.real = real
         self.messages: list[tuple[list[int], int]] = []
 
+    @classmethod
+    def on(cls, client: Any, monkeypatch: pytest.MonkeyPatch) -> SentMessages:
+        """Record what ``client`` (either flavour) sends on its AppendStreams."""
+        sent = cls(client._ledger.AppendStream)
+        monkeypatch.setattr(client._ledger, "AppendStream", sent)
+        return sent
+
     def __call__(self, requests: Any, **kwargs: Any) -> Any:
         if hasattr(requests, "__aiter__"):
             return self.real(self._async_recorded(requests), **kwargs)
@@ -563,8 +570,7 @@ def test_submit_many_packs_small_entries_into_few_messages(
 ) -> None:
     envelopes = [assay() for _ in range(200)]
     with busy_node.client() as client:
-        sent = SentMessages(client._ledger.AppendStream)
-        monkeypatch.setattr(client._ledger, "AppendStream", sent)
+        sent = SentMessages.on(client, monkeypatch)
         outcomes = list(client.submit_many(with_key(e) for e in envelopes))
     assert sorted(sent.sequences) == list(range(len(envelopes)))  # each sent once
     assert len(sent.messages) < len(envelopes)
@@ -636,8 +642,7 @@ def test_submit_many_packs_no_more_than_the_window(
 ) -> None:
     envelopes = [assay() for _ in range(40)]
     with busy_node.client() as client:
-        sent = SentMessages(client._ledger.AppendStream)
-        monkeypatch.setattr(client._ledger, "AppendStream", sent)
+        sent = SentMessages.on(client, monkeypatch)
         outcomes = list(client.submit_many((with_key(e) for e in envelopes), window=3))
     assert sorted(sent.sequences) == list(range(len(envelopes)))
     sent.check_packing(3)
@@ -650,8 +655,7 @@ def test_submit_many_sends_an_entry_larger_than_a_message_alone(
     large = larger_than_a_message()
     envelopes = [*(assay() for _ in range(5)), large, *(assay() for _ in range(5))]
     with busy_node.client() as client:
-        sent = SentMessages(client._ledger.AppendStream)
-        monkeypatch.setattr(client._ledger, "AppendStream", sent)
+        sent = SentMessages.on(client, monkeypatch)
         outcomes = list(client.submit_many(with_key(e) for e in envelopes))
     assert sorted(sent.sequences) == list(range(len(envelopes)))
     (alone,) = [(sequences, size) for sequences, size in sent.messages if 5 in sequences]
@@ -1166,8 +1170,7 @@ def test_async_submit_many_packs_entries_and_sends_a_large_one_alone(
 
     async def scenario() -> tuple[SentMessages, list[SubmitOutcome]]:
         async with busy_node.async_client() as client:
-            sent = SentMessages(client._ledger.AppendStream)
-            monkeypatch.setattr(client._ledger, "AppendStream", sent)
+            sent = SentMessages.on(client, monkeypatch)
             return sent, [o async for o in client.submit_many(with_key(e) for e in envelopes)]
 
     sent, outcomes = asyncio.run(scenario())

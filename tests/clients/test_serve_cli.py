@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from ledger.storage.database import sqlite_url
 from tests.services.node_support import Pki, make_ledger
+from tests.services.rpc_support import health_check
 
 CUSTODY = [sys.executable, "-m", "clients.cli.main"]
 
@@ -67,8 +68,7 @@ def test_serve_with_mutual_tls_then_stop_gracefully_on_sigterm(pki: Pki, tmp_pat
         with grpc.secure_channel(
             serving["address"], pki.channel_credentials("kokkola-refining")
         ) as channel:
-            # types-grpcio-health-checking declares no methods on the stub.
-            answer = health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]
+            answer = health_check(channel)(
                 health_pb2.HealthCheckRequest(service="custody.v1.LedgerService"), timeout=10
             )
             assert answer.status == health_pb2.HealthCheckResponse.SERVING

@@ -20,6 +20,7 @@ import grpc
 
 from clients.pki import CertificateAuthority, init_ca, issue_partner, issue_server
 from clients.sample.consortium import SAMPLE_PARTNERS, sample_entries
+from clients.sdk import ClientTls
 from ledger.custody_rules import CustodyRules
 from ledger.errors import CustodyError
 from ledger.keys import generate_private_key, save_private_key
@@ -64,11 +65,7 @@ class Pki:
         if partner_id is None:
             return grpc.ssl_channel_credentials(root_certificates=root)
         cert, key = self.partner_files(partner_id, foreign=foreign)
-        return grpc.ssl_channel_credentials(
-            root_certificates=root,
-            private_key=key.read_bytes(),
-            certificate_chain=cert.read_bytes(),
-        )
+        return ClientTls(root, cert.read_bytes(), key.read_bytes()).channel_credentials()
 
 
 def make_pki(directory: Path, partner_ids: Sequence[str]) -> Pki:

@@ -339,6 +339,18 @@ def test_append_stream_answers_every_entry_once(
     assert log_state(node).tree_size == before.tree_size + 300
 
 
+def assert_batched_in_tens(node: NodeThread, count: int) -> None:
+    """A fresh node (the sample was appended before it started) committed exactly
+    ``count`` entries, in batches of at most 10 and not far fewer than 10."""
+    registry = node.node.metrics.registry
+    batches = registry.get_sample_value("custody_batch_entries_count")
+    at_most_10 = registry.get_sample_value("custody_batch_entries_bucket", {"le": "10.0"})
+    assert batches is not None
+    assert batches >= count / 8
+    assert at_most_10 == batches
+    assert registry.get_sample_value("custody_batch_entries_sum") == count
+
+
 def test_append_stream_with_a_small_window_completes(
     pki: Pki, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -358,14 +370,7 @@ def test_append_stream_with_a_small_window_completes(
         assert sorted(outcome.sequence for outcome in outcomes) == list(range(count))
         for outcome in outcomes:
             verified(outcome.receipt, envelopes[outcome.sequence], log_key)
-        registry = node.node.metrics.registry
-        batches = registry.get_sample_value("custody_batch_entries_count")
-        at_most_10 = registry.get_sample_value("custody_batch_entries_bucket", {"le": "10.0"})
-        assert batches is not None
-        assert batches >= count / 8
-        assert at_most_10 == batches
-        # A fresh node: the sample was appended before it started, so it counts only these.
-        assert registry.get_sample_value("custody_batch_entries_sum") == count
+        assert_batched_in_tens(node, count)
         assert log_state(node).tree_size == SAMPLE_SIZE + count
 
 
@@ -622,14 +627,7 @@ def test_a_message_longer_than_a_batch_is_answered_whole_and_in_order(
             for sequence, envelope in enumerate(envelopes)
         ]
         assert indices == list(range(SAMPLE_SIZE, SAMPLE_SIZE + count))
-        registry = node.node.metrics.registry
-        batches = registry.get_sample_value("custody_batch_entries_count")
-        at_most_10 = registry.get_sample_value("custody_batch_entries_bucket", {"le": "10.0"})
-        assert batches is not None
-        assert batches >= count / 8
-        assert at_most_10 == batches
-        # A fresh node: the sample was appended before it started, so it counts only these.
-        assert registry.get_sample_value("custody_batch_entries_sum") == count
+        assert_batched_in_tens(node, count)
 
 
 def test_an_empty_message_is_harmless(
