@@ -119,7 +119,6 @@ class GroupCommitter(Generic[Admitted]):
         self._queue = _Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._room = asyncio.Event()  # entries left the queue, or the committer is closing
-        self._threads: list[threading.Thread] = []
         self._finished: asyncio.Future[None] | None = None  # both threads have ended
         self._threads_running = 0
         self._dead = False  # a thread has ended: nothing queued from now on is sequenced
@@ -136,7 +135,6 @@ class GroupCommitter(Generic[Admitted]):
         sequencing = threading.Thread(
             target=self._sequence_loop, name="group-commit-seq", daemon=True
         )
-        self._threads = [admitting, sequencing]
         self._threads_running = 2
         admitting.start()  # if it cannot start, nothing was taken: only refusals follow
         try:

@@ -105,8 +105,8 @@ class RunningNode:
 
     def watch_sequencer(self) -> None:
         """Notice at once if the sequencer's process ends while the node serves."""
-        sentinel = getattr(self.sequencer, "sentinel", None)
-        if isinstance(sentinel, int):
+        sentinel = self.sequencer.sentinel if isinstance(self.sequencer, SequencerProcess) else None
+        if sentinel is not None:
             asyncio.get_running_loop().add_reader(sentinel, self._sequencer_ended, sentinel)
 
     def _sequencer_ended(self, sentinel: int) -> None:
