@@ -131,8 +131,8 @@ def partner_credentials(
     ca: CertificateAuthority, partner: IssuedCertificate
 ) -> grpc.ChannelCredentials:
     """Mutual TLS as ``partner``: trusting the consortium CA, presenting its certificate."""
-    return ClientTls(
-        ca.certificate_pem, partner.certificate_pem, partner.private_key_pem
+    return ClientTls.from_files(
+        ca.certificate_path, partner.certificate_path, partner.key_path
     ).channel_credentials()
 
 
@@ -180,7 +180,6 @@ class UnaryClient:
 
 @dataclass(frozen=True)
 class UnaryResult:
-    clients: int
     latencies: list[float]
     seconds: float
 
@@ -210,7 +209,7 @@ async def run_unary_level(
         *(c.run(r, deadline) for c, r in zip(clients, timed_requests, strict=True))
     )
     elapsed = time.perf_counter() - started
-    return UnaryResult(len(clients), [x for part in results for x in part], elapsed)
+    return UnaryResult([x for part in results for x in part], elapsed)
 
 
 # --- stream packing --------------------------------------------------------------------

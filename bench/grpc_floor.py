@@ -54,6 +54,7 @@ from bench.grpc_common import (
     UnaryClient,
     client_cpu_s,
     measure_raw,
+    other_process_usage,
     own_channel,
     packed_messages,
     parse_levels,
@@ -182,8 +183,7 @@ class FloorServer:
 
     def cpu_s(self) -> float:
         """The server process's CPU time so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return other_process_usage(self.process.pid)[0]
 
     def stop(self) -> None:
         cast(IO[str], self.process.stdin).close()

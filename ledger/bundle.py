@@ -44,7 +44,6 @@ from ledger.wire import MAX_INCLUSION_HASHES
 __all__ = [
     "BUNDLE_VERSION",
     "LOT_SUBJECT_PREFIX",
-    "MAX_INCLUSION_PATH",
     "BundleEntry",
     "ProvenanceBundle",
     "VerifiedBundle",
@@ -54,8 +53,6 @@ __all__ = [
 BUNDLE_VERSION = 1
 """``ProvenanceBundle.version`` of this format."""
 
-MAX_INCLUSION_PATH = MAX_INCLUSION_HASHES
-"""Tree sizes stay below 2**63 (DESIGN 3.4 sizes are signed 64-bit), so no audit path is longer."""
 
 LOT_SUBJECT_PREFIX = "lot:"
 """Subject links of lots (DESIGN 3.6) are ``lot:<lot id>``."""
@@ -83,10 +80,10 @@ class BundleEntry:
             raise MalformedBundleError(f"bundle entry {self.index} carries no leaf bytes")
         if not isinstance(self.inclusion_path, tuple):
             raise MalformedBundleError(f"bundle entry {self.index}: the path must be a tuple")
-        if len(self.inclusion_path) > MAX_INCLUSION_PATH:
+        if len(self.inclusion_path) > MAX_INCLUSION_HASHES:
             raise MalformedBundleError(
                 f"bundle entry {self.index} has {len(self.inclusion_path)} path hashes; "
-                f"no tree needs more than {MAX_INCLUSION_PATH}"
+                f"no tree needs more than {MAX_INCLUSION_HASHES}"
             )
         for position, digest in enumerate(self.inclusion_path):
             if not isinstance(digest, bytes) or len(digest) != merkle.HASH_SIZE:

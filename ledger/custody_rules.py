@@ -92,8 +92,7 @@ class CustodyRules:
     @property
     def carried_records(self) -> int:
         """Records (and absences) the next batch starts from instead of reading them."""
-        carried = self._carried
-        return 0 if carried is None else sum(len(records) for records in carried.values())
+        return 0 if self._carried is None else _count(self._carried)
 
     def _carry(self, known: KnownRecords, head: LogHead) -> None:
         if _count(known) > CARRIED_RECORDS:

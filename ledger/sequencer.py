@@ -183,6 +183,10 @@ class _Head:
     checkpoint: StoredCheckpoint
     last_time_micros: int
 
+    @property
+    def position(self) -> LogHead:
+        return (self.tree.size, self.checkpoint.root_hash)
+
 
 @dataclass
 class _Batch:
@@ -390,7 +394,7 @@ class Sequencer:
         batch = self._commit([e for e in admitted if isinstance(e, _Prepared)])
         # Committed: only now does the new head become visible and receipts exist.
         self._head = batch.head
-        batch.rules.committed((batch.head.tree.size, batch.head.checkpoint.root_hash))
+        batch.rules.committed(batch.head.position)
         return self._receipts(admitted, batch)
 
     def _commit(self, prepared: list[_Prepared]) -> _Batch:
@@ -399,9 +403,7 @@ class Sequencer:
             head = self._refresh_head(conn)
             logged = self.store.indices_for_digests({p.entry.digest for p in prepared}, conn)
             fresh = [p for p in prepared if p.entry.digest not in logged]
-            rules = self.rules.begin(
-                conn, [p.payload for p in fresh], (head.tree.size, head.checkpoint.root_hash)
-            )
+            rules = self.rules.begin(conn, [p.payload for p in fresh], head.position)
             tree = head.tree.copy()
             batch = _Batch(head=head, logged=logged, nodes=dict(tree.nodes()), rules=rules)
             chain = head.chain_head
@@ -458,7 +460,7 @@ class Sequencer:
         on would sign a second root for a size already signed.
         """
         head = self._head
-        if self.store.latest_signed_head(conn) == (head.tree.size, head.checkpoint.root_hash):
+        if self.store.latest_signed_head(conn) == head.position:
             return head
         moved = load_head(self.store, self.log_key, conn, count_leaves=False)
         ours = head.tree.size

@@ -453,7 +453,8 @@ class _AppendStream:
         """Outcomes in completion order, grouped: whatever is ready when one is sent, up
         to ``budget`` bytes per message (a single outcome always goes). Ends once every
         entry read is answered."""
-        ready: collections.deque[_Answer] = collections.deque()
+        # Each answer with its encoded size, measured once: upb encodes to measure.
+        ready: collections.deque[tuple[_Answer, int]] = collections.deque()
         finished = False
         while ready or not finished:
             # Wait for an answer only when none is ready; then take all that are.
@@ -464,16 +465,16 @@ class _AppendStream:
                 if item is None:
                     finished = True
                 else:
-                    ready.extend(item)
+                    ready.extend(
+                        (answer, answer[0].ByteSize() + _OUTCOME_FRAMING) for answer in item
+                    )
             if not ready:
                 continue
-            group = [ready.popleft()]
-            size = group[0][0].ByteSize() + _OUTCOME_FRAMING
-            while ready:
-                answer_size = ready[0][0].ByteSize() + _OUTCOME_FRAMING
-                if size + answer_size > budget:
-                    break
-                group.append(ready.popleft())
+            first, size = ready.popleft()
+            group = [first]
+            while ready and size + ready[0][1] <= budget:
+                answer, answer_size = ready.popleft()
+                group.append(answer)
                 size += answer_size
             yield group
 

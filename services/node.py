@@ -285,10 +285,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
         address=join_address(host, bound),
         origin=sequencer.origin,
         tree_size=sequencer.size,
-        metrics=config.metrics.listen
-        and f"{config.metrics.listen.rpartition(':')[0]}:{endpoint.port}"
-        if endpoint
-        else None,
+        metrics=join_address(metrics_host, endpoint.port) if endpoint else None,
         tls=not config.node.insecure_dev,
     )
     node = RunningNode(

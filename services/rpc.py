@@ -87,14 +87,14 @@ async def abort(context: Context, status: grpc.Status) -> NoReturn:
 
 
 async def _refuse(context: Context, error: CustodyError) -> NoReturn:
-    status = grpc_status(error)
-    if status.code is grpc.StatusCode.INTERNAL:
+    if status_code_for(error) is grpc.StatusCode.INTERNAL:
         # The node's own fault (storage that contradicts its log, a bug): its reason
         # is kept for the caller, with the request id under which the log has it all.
         log.error("internal error", reason=error.reason, exc_info=error)
         status = grpc_status(error, _request_id.get())
     else:
         log.info("refused", reason=error.reason, error=str(error))
+        status = grpc_status(error)
     await abort(context, status)
 
 

@@ -80,23 +80,15 @@ class VerifiedBatch:
 
 
 @dataclass(frozen=True, slots=True)
-class _Head:
-    """What the node knows of the log after a batch: its size and latest checkpoint."""
-
-    size: int
-    checkpoint: StoredCheckpoint
-
-
-@dataclass(frozen=True, slots=True)
 class _Ready:
     origin: str
-    head: _Head
+    checkpoint: StoredCheckpoint  # the log's latest
 
 
 @dataclass(frozen=True, slots=True)
 class _Committed:
     outcomes: list[AppendOutcome]
-    head: _Head
+    checkpoint: StoredCheckpoint  # the log's latest, after this batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +158,7 @@ class SequencerProcess:
         self._process: BaseProcess | None = None
         self._sent = 0  # requests sent so far; the next one's number
         self._received = 0  # answers read so far
-        self._head: _Head | None = None
+        self._latest: StoredCheckpoint | None = None
         self._broken: str | None = "the sequencer's process has not started"
         self.origin = ""
 
@@ -203,7 +195,7 @@ class SequencerProcess:
             self._stop_process()
             raise ready.error
         assert isinstance(ready, _Ready)
-        self.origin, self._head, self._broken = ready.origin, ready.head, None
+        self.origin, self._latest, self._broken = ready.origin, ready.checkpoint, None
         log.info("sequencer process started", pid=process.pid)
 
     @property
@@ -212,16 +204,13 @@ class SequencerProcess:
 
     @property
     def size(self) -> int:
-        return self._known_head().size
+        return self.latest_checkpoint.tree_size
 
     @property
     def latest_checkpoint(self) -> StoredCheckpoint:
-        return self._known_head().checkpoint
-
-    def _known_head(self) -> _Head:
-        if self._head is None:
+        if self._latest is None:
             raise UnavailableError("the sequencer's process has not started")
-        return self._head
+        return self._latest
 
     def admit_batch(self, submissions: Sequence[Submission]) -> VerifiedBatch:
         """Envelope rules on every submission (signatures verified on this side), then
@@ -274,7 +263,7 @@ class SequencerProcess:
         if isinstance(answer, _Failed):
             raise answer.error
         assert isinstance(answer, _Committed)
-        self._head = answer.head
+        self._latest = answer.checkpoint
         return answer.outcomes
 
     def _lost(self) -> UnavailableError:
@@ -357,9 +346,7 @@ def run_sequencer_process(requests: Connection, answers: Connection, config: Nod
         return
     try:
         tune_garbage_collection()
-        answers.send(
-            _Ready(sequencer.signer.name, _Head(sequencer.size, sequencer.latest_checkpoint))
-        )
+        answers.send(_Ready(sequencer.origin, sequencer.latest_checkpoint))
         structlog.contextvars.bind_contextvars(process="sequencer", pid=os.getpid())
         while True:
             try:
@@ -377,7 +364,7 @@ def run_sequencer_process(requests: Connection, answers: Connection, config: Nod
                 log.exception("a batch failed unexpectedly")
                 answers.send(_Failed(InternalError(f"the batch failed ({type(exc).__name__})")))
                 continue
-            answers.send(_Committed(outcomes, _Head(sequencer.size, sequencer.latest_checkpoint)))
+            answers.send(_Committed(outcomes, sequencer.latest_checkpoint))
     finally:
         sequencer.close()
         store.close()

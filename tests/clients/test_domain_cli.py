@@ -40,8 +40,7 @@ from tests.clients.cli_support import (
     small_consortium,
     write_entries,
 )
-
-SAMPLE_SIZE = 55
+from tests.services.rpc_support import SAMPLE_SIZE
 
 
 @pytest.fixture

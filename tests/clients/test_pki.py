@@ -21,7 +21,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from clients.cli.main import main
 from clients.pki import (
     CertificateAuthority,
-    IssuedCertificate,
     init_ca,
     issue_partner,
     issue_server,
@@ -366,7 +365,12 @@ def test_mutual_tls_accepts_partners_of_the_ca_and_refuses_others(
     try:
         # The client checks the server's IP SAN (127.0.0.1) against the address it dials.
         target = f"127.0.0.1:{port}"
-        with grpc.secure_channel(target, _partner_tls(ca, partner)) as channel:
+        with grpc.secure_channel(
+            target,
+            ClientTls.from_files(
+                ca.certificate_path, partner.certificate_path, partner.key_path
+            ).channel_credentials(),
+        ) as channel:
             response = health_check(channel)(health_pb2.HealthCheckRequest(), timeout=10)
             assert response.status == health_pb2.HealthCheckResponse.SERVING
             whoami = channel.unary_unary(
@@ -375,16 +379,12 @@ def test_mutual_tls_accepts_partners_of_the_ca_and_refuses_others(
             assert whoami(b"", timeout=10) == b"mine-a"
         # A partner of another CA, and a certificate of our CA not meant for clients.
         for refused_identity in (impostor, node):
-            credentials = _partner_tls(ca, refused_identity)
+            credentials = ClientTls.from_files(
+                ca.certificate_path, refused_identity.certificate_path, refused_identity.key_path
+            ).channel_credentials()
             with grpc.secure_channel(target, credentials) as channel:
                 with pytest.raises(grpc.RpcError) as refused:
                     health_check(channel)(health_pb2.HealthCheckRequest(), timeout=10)
                 assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         server.stop(grace=None)
-
-
-def _partner_tls(ca: CertificateAuthority, partner: IssuedCertificate) -> grpc.ChannelCredentials:
-    return ClientTls(
-        ca.certificate_pem, partner.certificate_pem, partner.private_key_pem
-    ).channel_credentials()

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2
 
 from ledger.storage.database import sqlite_url
 from tests.services.node_support import Pki, make_ledger
-from tests.services.rpc_support import health_check
+from tests.services.rpc_support import SAMPLE_SIZE, health_check
 
 CUSTODY = [sys.executable, "-m", "clients.cli.main"]
 
@@ -64,7 +64,7 @@ def test_serve_with_mutual_tls_then_stop_gracefully_on_sigterm(pki: Pki, tmp_pat
         assert process.stderr is not None
         serving = _read_event(process.stderr, "serving", time.monotonic() + 60)
         assert serving["tls"] is True
-        assert serving["tree_size"] == 55
+        assert serving["tree_size"] == SAMPLE_SIZE
         with grpc.secure_channel(
             serving["address"], pki.channel_credentials("kokkola-refining")
         ) as channel:
@@ -74,7 +74,7 @@ def test_serve_with_mutual_tls_then_stop_gracefully_on_sigterm(pki: Pki, tmp_pat
             assert answer.status == health_pb2.HealthCheckResponse.SERVING
         process.send_signal(signal.SIGTERM)
         stopped = _read_event(process.stderr, "stopped", time.monotonic() + 30)
-        assert stopped["tree_size"] == 55
+        assert stopped["tree_size"] == SAMPLE_SIZE
         assert process.wait(timeout=30) == 0
     finally:
         if process.poll() is None:

@@ -27,7 +27,6 @@ from custody.v1 import bundle_pb2
 from ledger import merkle
 from ledger.bundle import (
     BUNDLE_VERSION,
-    MAX_INCLUSION_PATH,
     BundleEntry,
     ProvenanceBundle,
     verify_bundle,
@@ -47,6 +46,7 @@ from ledger.keys import private_key_from_seed
 from ledger.leaf import ZERO_HASH, SubjectLink, chain_hash, encode_leaf
 from ledger.merkle import CompactRange, NodeId
 from ledger.note import NoteSigner
+from ledger.wire import MAX_INCLUSION_HASHES
 from tests.support import PAYLOAD_TYPE, TEST_ORIGIN
 
 LOG_SIGNER = NoteSigner(TEST_ORIGIN, private_key_from_seed(b"\x01" * 32))
@@ -378,7 +378,7 @@ MALFORMED_PROTOS: dict[str, Callable[[bundle_pb2.ProvenanceBundle], None]] = {
     "short path hash": lambda m: m.entries[1].inclusion_path.append(bytes(31)),
     "long path hash": lambda m: m.entries[1].inclusion_path.append(bytes(33)),
     "too many path hashes": lambda m: m.entries[1].inclusion_path.extend(
-        [bytes(32)] * MAX_INCLUSION_PATH
+        [bytes(32)] * MAX_INCLUSION_HASHES
     ),
 }
 
@@ -431,7 +431,7 @@ def _decoded_with_path(form: str, length: int) -> ProvenanceBundle:
 @pytest.mark.parametrize("form", ["protobuf", "json"])
 def test_a_path_of_the_longest_possible_length_is_accepted_and_no_longer(form: str) -> None:
     """Tree sizes stay below 2**63, so 63 path hashes decode and 64 are refused."""
-    assert MAX_INCLUSION_PATH == 63
+    assert MAX_INCLUSION_HASHES == 63
     longest = _decoded_with_path(form, 63)
     assert longest.entries[1].inclusion_path == (bytes(32),) * 63
     assert longest.indices == tuple(UPSTREAM_OF_C)

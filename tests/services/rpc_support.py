@@ -346,3 +346,14 @@ def health_watch(
     channel: grpc.Channel,
 ) -> grpc.UnaryStreamMultiCallable[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]:
     return channel.unary_stream("/grpc.health.v1.Health/Watch", *_HEALTH_CODECS)
+
+
+def raw_unary(channel: grpc.Channel, method: str) -> Callable[[bytes], bytes]:
+    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+        method, request_serializer=None, response_deserializer=None
+    )
+
+    def send(request: bytes) -> bytes:
+        return call(request, timeout=20)
+
+    return send

@@ -341,7 +341,7 @@ def test_append_stream_answers_every_entry_once(
 
 def assert_batched_in_tens(node: NodeThread, count: int) -> None:
     """A fresh node (the sample was appended before it started) committed exactly
-    ``count`` entries, in batches of at most 10 and not far fewer than 10."""
+    ``count`` entries, in batches of at most 8 (the window) and so at most 10."""
     registry = node.node.metrics.registry
     batches = registry.get_sample_value("custody_batch_entries_count")
     at_most_10 = registry.get_sample_value("custody_batch_entries_bucket", {"le": "10.0"})

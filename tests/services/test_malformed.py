@@ -50,6 +50,7 @@ from tests.services.rpc_support import (
     Connections,
     log_state,
     lualaba_extraction,
+    raw_unary,
     refusal,
     refused,
     stream_message,
@@ -73,17 +74,6 @@ PARTNER_IDS = [partner.partner_id for partner in SAMPLE_PARTNERS]
 MAX_MESSAGE_BYTES = 4 << 20
 NODE_LIMITS = {"max_message_bytes": MAX_MESSAGE_BYTES}
 HUGE = bytes((1 << 20) + 1)
-
-
-def raw_unary(channel: grpc.Channel, method: str) -> Callable[[bytes], bytes]:
-    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
-        method, request_serializer=None, response_deserializer=None
-    )
-
-    def send(request: bytes) -> bytes:
-        return call(request, timeout=20)
-
-    return send
 
 
 def raw_server_stream(channel: grpc.Channel, method: str) -> Callable[[bytes], bytes]:

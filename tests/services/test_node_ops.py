@@ -51,6 +51,7 @@ from tests.services.rpc_support import (
     log_verifier_key,
     lualaba_extraction,
     new_ledger,
+    raw_unary,
     refused,
     signed_event,
     stream_entry,
@@ -376,11 +377,9 @@ def test_requests_that_do_not_parse_are_counted(node: NodeThread, connect: Conne
     """Refused before any handler runs, they are still in the request counts."""
     key = ("custody_rpc_requests_total", (("code", "INVALID_ARGUMENT"), ("method", "GetEntry")))
     before = _scrape(node).get(key, 0.0)
-    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = connect(BALTIC).channel.unary_unary(
-        "/custody.v1.LedgerService/GetEntry", request_serializer=None, response_deserializer=None
-    )
+    call = raw_unary(connect(BALTIC).channel, "/custody.v1.LedgerService/GetEntry")
     for _ in range(2):
-        refused(lambda: call(b"\xff\xff\xff", timeout=10), Code.INVALID_ARGUMENT, "MALFORMED")
+        refused(lambda: call(b"\xff\xff\xff"), Code.INVALID_ARGUMENT, "MALFORMED")
     assert _scrape(node)[key] == before + 2
 
 
