@@ -246,22 +246,32 @@ class BulkInsert:
         """Rows as column name -> value."""
         if self._dialect == "sqlite":
             self.write_tuples(conn, [self._tuple_of(row) for row in rows])
-            return
-        if self._binary:
-            rows = [
-                {**row, **{name: _bytea_hex(row[name]) for name in self._binary}} for row in rows
-            ]
-        conn.exec_driver_sql(self.sql, (_JSON.encode(rows),))
+        elif rows:
+            binary = self._binary
+            self._post(conn, [{**row, **_hex(row, binary)} if binary else row for row in rows])
 
     def write_tuples(self, conn: Connection, rows: Sequence[Sequence[object]]) -> None:
         """Rows as values in the table's column order (no dictionaries on SQLite's path)."""
         if not rows:
             return
-        if self._dialect != "sqlite":
-            self.write(conn, [dict(zip(self._names, row, strict=True)) for row in rows])
+        if self._dialect == "sqlite":
+            with _driver_cursor(conn, "write") as cursor:
+                cursor.executemany(self.sql, rows)
             return
-        with _driver_cursor(conn, "write") as cursor:
-            cursor.executemany(self.sql, rows)
+        objects = []
+        for row in rows:
+            named = dict(zip(self._names, row, strict=True))
+            named.update(_hex(named, self._binary))
+            objects.append(named)
+        self._post(conn, objects)
+
+    def _post(self, conn: Connection, rows: Sequence[Row]) -> None:
+        conn.exec_driver_sql(self.sql, (_JSON.encode(rows),))
+
+
+def _hex(row: Row, binary: Sequence[str]) -> Row:
+    """The row's binary columns in the hex form PostgreSQL reads bytea from JSON in."""
+    return {name: _bytea_hex(row[name]) for name in binary}
 
 
 _bulk_inserts: dict[tuple[str, str, bool], BulkInsert] = {}
