@@ -125,5 +125,5 @@ def verify(
             leaves += 1
             if progress is not None and leaves % _PROGRESS_EVERY == 0:
                 progress(leaves)
-    verified_state.advance(latest.raw)
+    verified_state.save(latest, verified_state.load())  # latest: verified in step 1
     return RemoteVerification(latest, leaves, tuple(c.size for c in trusted))

@@ -749,6 +749,23 @@ def test_a_checkpoint_proven_once_is_not_proven_again(
     with node.client(state_dir=tmp_path) as client:  # a new client proves it once itself
         client.checkpoint()
         assert loads == 2
+        # A new checkpoint (this receipt's) is proven against what this client saved
+        # last, which the file still holds: it is not read again.
+        receipt = client.submit(assay(), [partner_signer(BOTHNIA).public_key])
+        assert loads == 2
+    assert VerifiedState(tmp_path, node.log_key).load() == receipt.checkpoint.checkpoint
+
+
+def test_clients_sharing_a_state_directory_each_advance_it(node: Node, tmp_path: Path) -> None:
+    """One client's saved checkpoint moved by another since: its save is refused
+    (compare-and-swap), it reads the file, proves the new checkpoint against that, saves."""
+    key = [partner_signer(BOTHNIA).public_key]
+    with node.client(state_dir=tmp_path) as first, node.client(state_dir=tmp_path) as second:
+        first.checkpoint()
+        moved = second.submit(assay(), key)  # the file moves past what ``first`` saved
+        latest = first.submit(assay(), key)
+    assert latest.checkpoint.checkpoint.size > moved.checkpoint.checkpoint.size
+    assert VerifiedState(tmp_path, node.log_key).load() == latest.checkpoint.checkpoint
 
 
 def test_entry_and_proofs_are_tied_to_signed_checkpoints(node: Node) -> None:

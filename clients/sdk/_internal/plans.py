@@ -226,13 +226,18 @@ class ClientCore:
         state = self.state
         if state is None or signed.checkpoint == self._remembered:
             return
-        while True:
+        # What this client saved last is what the file holds unless another client
+        # moved it since: then the compare-and-swap fails and the file is read.
+        saved = self._remembered
+        if saved is None:
             saved = yield from local(state.load)
+        while True:
             if saved is not None:
                 yield from self.consistent(saved, signed)
             if (yield from local(functools.partial(state.advance_from, saved, signed))):
                 self._remembered = signed.checkpoint
                 return
+            saved = yield from local(state.load)
 
     def consistent(self, trusted: Checkpoint, signed: SignedCheckpoint) -> Plan[ConsistencyProof]:
         """Prove that ``trusted`` (verified earlier) and ``signed`` are views of one log:
