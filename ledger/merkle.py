@@ -413,15 +413,24 @@ def inclusion_proofs(
             raise OutOfRangeError(f"leaf index {index} is not in a tree of size {tree_size}")
     by_position = {(node.level, node.index): digest for node, digest in nodes.items()}
     border = range_nodes(0, tree_size)
-    border_hashes = [by_position[(node.level, node.index)] for node in border]
-    root = fold_range(border_hashes)
+    # The border's right folds, once each: suffix[j] folds border[j:], suffix[0] is
+    # the root. The ragged subtree [start, n) at a level is the fold of the border
+    # nodes from `start` on, a suffix of the border.
+    suffix: list[bytes] = [b""] * len(border)
+    starts: dict[int, int] = {}
+    acc = b""
+    for j in range(len(border) - 1, -1, -1):
+        node = border[j]
+        digest = by_position[(node.level, node.index)]
+        acc = digest if not acc else node_hash(digest, acc)
+        suffix[j] = acc
+        starts[node.begin] = j
+    root = suffix[0] if border else EMPTY_ROOT
     ragged: dict[int, bytes] = {}
     for level in range(tree_size.bit_length()):
         start = (tree_size >> level) << level
         if start < tree_size:
-            # Border nodes at or after `start` fold into the subtree [start, n).
-            tail = [h for node, h in zip(border, border_hashes, strict=True) if node.begin >= start]
-            ragged[level] = fold_range(tail)
+            ragged[level] = suffix[starts[start]]
     proofs: list[InclusionProof] = []
     for index in indices:
         path: list[bytes] = []
