@@ -132,6 +132,11 @@ class VerifiedEntry:
     def submission(self) -> Submission:
         return Submission(self.entry.envelope, self.entry.signer_keys, self.authenticated_partner)
 
+    def __reduce__(self) -> tuple[type[VerifiedEntry], tuple[AdmittedEntry, str | None]]:
+        # Pickled once per entry on its way to a sequencer's process; the dataclass
+        # default for slotted classes walks fields() for every object.
+        return (VerifiedEntry, (self.entry, self.authenticated_partner))
+
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -105,13 +105,19 @@ class NodeMetrics:
         """Batch size, appended and duplicate entries; refusals are counted where the
         service answers them (``refused``), so those refused before a batch count too."""
         self.batch_size.observe(len(outcomes))
+        duplicates = appended = 0
         for outcome in outcomes:
             if isinstance(outcome, CustodyError):
                 continue
             if outcome.duplicate:
-                self.duplicates.inc()
+                duplicates += 1
             else:
-                self.appended.inc()
+                appended += 1
+        # Once per batch: each inc() takes the metric's lock.
+        if duplicates:
+            self.duplicates.inc(duplicates)
+        if appended:
+            self.appended.inc(appended)
         self.tree_size.set(tree_size)
 
 
