@@ -12,9 +12,7 @@ from ledger.errors import AdmissionRuleError, Rule, StorageError
 from ledger.receipts import Receipt
 from ledger.sequencer import Sequencer
 from ledger.storage import LogStore
-from tests.ledger.domain.test_admission_rules import Ledger, empty_ledger, ledger
-
-__all__ = ["empty_ledger", "ledger"]  # fixtures
+from tests.ledger.domain.ledger_under_test import Ledger
 
 
 def rules_of(ledger: Ledger) -> CustodyRules:
