@@ -122,7 +122,6 @@ from bench.grpc_common import (
     measure_raw,
     other_process_usage,
     own_channel,
-    packed_messages,
     parse_levels,
     partner_credentials,
     percentile,
@@ -143,6 +142,7 @@ from clients.sample.synthetic import (
     SyntheticLog,
     synthetic_genesis_count,
 )
+from clients.sdk._internal.submission import packed_messages_async  # the SDK's own packing
 from custody.v1 import event_pb2, governance_pb2, ledger_service_pb2, ledger_service_pb2_grpc
 from ledger.admission import Submission
 from ledger.custody_rules import CustodyRules
@@ -643,7 +643,7 @@ async def run_stream_phase(
     async def write(call: StreamCall, queue: asyncio.Queue[int | None]) -> None:
         # As the SDK does (its own packer): every entry cleared to go shares a message.
         try:
-            async for message in packed_messages(QueuedEntries(queue, take)):
+            async for message in packed_messages_async(QueuedEntries(queue, take)):
                 await call.write(message)
             await call.done_writing()
         except Exception as exc:

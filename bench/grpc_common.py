@@ -12,7 +12,7 @@ import resource
 import statistics
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clients.pki import CertificateAuthority, IssuedCertificate
 from clients.sdk import ClientTls
-from clients.sdk._internal.submission import MessagePacker  # the SDK's own packing
 from custody.v1 import ledger_service_pb2, ledger_service_pb2_grpc
 
 _Item = TypeVar("_Item")
@@ -237,19 +236,6 @@ class QueuedEntries(Generic[_Item]):
     async def get(self) -> ledger_service_pb2.StreamEntry | None:
         item = await self.queue.get()
         return None if item is None else self.take(item)
-
-
-async def packed_messages(
-    entries: QueuedEntries[_Item],
-) -> AsyncIterator[ledger_service_pb2.AppendStreamRequest]:
-    """As the SDK sends them (its own packer): every entry cleared to go shares the next
-    message, up to MESSAGE_BYTES; waits for an entry only when none is waiting."""
-    packer = MessagePacker()
-    while not packer.ended:
-        entry = packer.take_ahead()
-        if entry is None and (entry := await entries.get()) is None:
-            return
-        yield packer.pack(entry, entries)
 
 
 # --- command line ----------------------------------------------------------------------

@@ -37,6 +37,7 @@ import asyncio
 import itertools
 import json
 import os
+import queue
 import subprocess
 import sys
 import tempfile
@@ -50,13 +51,11 @@ from google.protobuf.message import Message
 
 from bench.grpc_common import (
     Latencies,
-    QueuedEntries,
     UnaryClient,
     client_cpu_s,
     measure_raw,
     other_process_usage,
     own_channel,
-    packed_messages,
     parse_levels,
     partner_credentials,
     run_unary_level,
@@ -65,6 +64,7 @@ from bench.grpc_common import (
 from clients.pki import init_ca, issue_partner, issue_server
 from clients.sample.synthetic import synthetic_submissions
 from clients.sdk import MESSAGE_BYTES
+from clients.sdk._internal.submission import packed_messages  # the SDK's own packing
 from custody.v1 import ledger_service_pb2, ledger_service_pb2_grpc, log_pb2
 from ledger.custody_rules import CustodyRules
 from ledger.keys import generate_private_key
@@ -227,7 +227,7 @@ class CpuMeter:
         return self.server.cpu_s() - server_cpu, client_cpu_s() - client_cpu
 
 
-async def stream_messages(
+def stream_messages(
     requests: Sequence[ledger_service_pb2.AppendRequest], share: int, offset: int, packed: bool
 ) -> list[ledger_service_pb2.AppendStreamRequest]:
     """One stream's ``share`` entries, every one ready at once: one per message, or
@@ -242,11 +242,11 @@ async def stream_messages(
     ]
     if not packed:
         return [ledger_service_pb2.AppendStreamRequest(entries=[e]) for e in entries]
-    queue: asyncio.Queue[ledger_service_pb2.StreamEntry | None] = asyncio.Queue()
+    ready: queue.Queue[ledger_service_pb2.StreamEntry | None] = queue.Queue()
     for entry in entries:
-        queue.put_nowait(entry)
-    queue.put_nowait(None)  # the end
-    return [m async for m in packed_messages(QueuedEntries(queue, lambda entry: entry))]
+        ready.put_nowait(entry)
+    ready.put_nowait(None)  # the end
+    return list(packed_messages(ready))
 
 
 async def one_stream(
@@ -333,13 +333,13 @@ async def measure(
         channels = [channel(i) for i in range(args.streams)]
         try:
             prepared = [
-                await stream_messages(requests, share, i * 11, packed) for i in range(args.streams)
+                stream_messages(requests, share, i * 11, packed) for i in range(args.streams)
             ]
             # Each channel's TLS handshake and a first stream of one entry, before the
             # clock starts and the CPU time is read.
             await stream_run(
                 channels,
-                [await stream_messages(requests, 1, i * 11, False) for i in range(args.streams)],
+                [stream_messages(requests, 1, i * 11, False) for i in range(args.streams)],
             )
             meter.mark()
             seconds = await stream_run(channels, prepared)

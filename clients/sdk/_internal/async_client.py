@@ -35,9 +35,9 @@ from clients.sdk._internal.results import (
 )
 from clients.sdk._internal.submission import (
     DEFAULT_WINDOW,
-    MessagePacker,
     SubmitStream,
     check_window,
+    packed_messages_async,
 )
 from clients.sdk._internal.transport import ClientTls, Endpoint, Metadata
 from clients.sdk._internal.verify import FollowVerifier, RangeVerifier
@@ -213,17 +213,8 @@ class AsyncPartnerClient:
             finally:
                 ready.put_nowait(None)
 
-        async def requests() -> AsyncIterator[ledger_service_pb2.AppendStreamRequest]:
-            # Every entry read so far shares the next message, up to MESSAGE_BYTES.
-            packer = MessagePacker()
-            while not packer.ended:
-                entry = packer.take_ahead()
-                if entry is None and (entry := await ready.get()) is None:
-                    return
-                yield packer.pack(entry, ready)
-
         reader = asyncio.get_running_loop().create_task(read_input())
-        call = self._ledger.AppendStream(requests(), metadata=self._metadata)
+        call = self._ledger.AppendStream(packed_messages_async(ready), metadata=self._metadata)
         try:
             async for response in call:
                 for outcome in response.outcomes:

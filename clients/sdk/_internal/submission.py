@@ -4,6 +4,7 @@ entries awaiting their answer, and each answer turned into a verified outcome.""
 from __future__ import annotations
 
 import threading
+from collections.abc import AsyncIterator, Iterator
 from typing import Protocol
 
 from clients.sdk._internal.errors import AlreadyLoggedError, error_for, status_of_refusal
@@ -136,6 +137,18 @@ class ReadyEntries(Protocol):
     def get_nowait(self) -> ledger_service_pb2.StreamEntry | None: ...
 
 
+class BlockingReadyEntries(ReadyEntries, Protocol):
+    """``ReadyEntries`` that a thread waits on (a ``queue.Queue``)."""
+
+    def get(self) -> ledger_service_pb2.StreamEntry | None: ...
+
+
+class AwaitableReadyEntries(ReadyEntries, Protocol):
+    """``ReadyEntries`` that a task waits on (an ``asyncio.Queue``)."""
+
+    async def get(self) -> ledger_service_pb2.StreamEntry | None: ...
+
+
 class MessagePacker:
     """Packs the entries read so far into AppendStream messages of up to MESSAGE_BYTES:
     nothing waits for more input, and an entry larger than that goes alone."""
@@ -167,3 +180,28 @@ class MessagePacker:
             entries.append(entry)
             size += entry_size
         return ledger_service_pb2.AppendStreamRequest(entries=entries)
+
+
+def packed_messages(
+    ready: BlockingReadyEntries,
+) -> Iterator[ledger_service_pb2.AppendStreamRequest]:
+    """AppendStream messages of every entry read so far, up to MESSAGE_BYTES each (one
+    that does not fit opens the next); waits for an entry only when none is ready."""
+    packer = MessagePacker()
+    while not packer.ended:
+        entry = packer.take_ahead()
+        if entry is None and (entry := ready.get()) is None:
+            return
+        yield packer.pack(entry, ready)
+
+
+async def packed_messages_async(
+    ready: AwaitableReadyEntries,
+) -> AsyncIterator[ledger_service_pb2.AppendStreamRequest]:
+    """``packed_messages`` for a task."""
+    packer = MessagePacker()
+    while not packer.ended:
+        entry = packer.take_ahead()
+        if entry is None and (entry := await ready.get()) is None:
+            return
+        yield packer.pack(entry, ready)

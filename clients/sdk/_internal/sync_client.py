@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
@@ -31,9 +31,9 @@ from clients.sdk._internal.results import (
 )
 from clients.sdk._internal.submission import (
     DEFAULT_WINDOW,
-    MessagePacker,
     SubmitStream,
     check_window,
+    packed_messages,
 )
 from clients.sdk._internal.transport import ClientTls, Endpoint, Metadata
 from clients.sdk._internal.verify import FollowVerifier, RangeVerifier
@@ -222,18 +222,9 @@ class PartnerClient:
             finally:
                 ready.put(None)
 
-        def requests() -> Iterator[ledger_service_pb2.AppendStreamRequest]:
-            # Runs in a gRPC thread: every entry read so far shares the next message, up
-            # to MESSAGE_BYTES; one that does not fit goes first in the one after.
-            packer = MessagePacker()
-            while not packer.ended:
-                entry = packer.take_ahead()
-                if entry is None and (entry := ready.get()) is None:
-                    return
-                yield packer.pack(entry, ready)
-
         threading.Thread(target=read_input, name="custody-submit-input", daemon=True).start()
-        call = self._ledger.AppendStream(requests(), metadata=self._metadata)
+        # gRPC reads the messages on a thread of its own.
+        call = self._ledger.AppendStream(packed_messages(ready), metadata=self._metadata)
         try:
             for response in call:
                 for outcome in response.outcomes:
