@@ -153,7 +153,22 @@ class ClientCore:
             response = yield from _ledger_call("Append", request, ledger_service_pb2.AppendResponse)
         except AlreadyLoggedError as logged:
             return (yield from self.original_receipt(envelope, logged))
-        receipt = verified_receipt(response.receipt, envelope, self.log_key, duplicate=False)
+        return (yield from self.kept_receipt(response.receipt, envelope, duplicate=False))
+
+    def kept_receipt(
+        self,
+        message: log_pb2.AppendReceipt,
+        envelope: Envelope,
+        *,
+        duplicate: bool,
+        opened: SignedCheckpoint | None = None,
+    ) -> Plan[VerifiedReceipt]:
+        """``message`` verified as ``envelope``'s receipt (``verified_receipt``), then its
+        checkpoint proven against the saved state (``remember``): every receipt the
+        client returns has been through both."""
+        receipt = verified_receipt(
+            message, envelope, self.log_key, duplicate=duplicate, opened=opened
+        )
         yield from self.remember(receipt.checkpoint)
         return receipt
 
@@ -165,11 +180,7 @@ class ClientCore:
         out (it sends only receipts of a few KiB), one built from the leaf at the index
         it named and that leaf's inclusion proof in its latest checkpoint."""
         if logged.original_receipt is not None:
-            receipt = verified_receipt(
-                logged.original_receipt, envelope, self.log_key, duplicate=True
-            )
-            yield from self.remember(receipt.checkpoint)
-            return receipt
+            return (yield from self.kept_receipt(logged.original_receipt, envelope, duplicate=True))
         index = logged.index
         if index is None:
             raise VerificationError(
@@ -192,9 +203,7 @@ class ClientCore:
             checkpoint=proof.checkpoint,
             inclusion_proof=proof.proof,
         )
-        receipt = verified_receipt(rebuilt, envelope, self.log_key, duplicate=True)
-        yield from self.remember(receipt.checkpoint)
-        return receipt
+        return (yield from self.kept_receipt(rebuilt, envelope, duplicate=True))
 
     def stream_original_receipt(
         self, envelope: Envelope, public_keys: Sequence[bytes], logged: AlreadyLoggedError

@@ -10,7 +10,6 @@ from typing import Protocol
 from clients.sdk._internal.errors import AlreadyLoggedError, error_for, status_of_refusal
 from clients.sdk._internal.plans import ClientCore, Plan
 from clients.sdk._internal.results import SubmitItem, SubmitOutcome
-from clients.sdk._internal.verify import verified_receipt
 from custody.v1 import ledger_service_pb2
 from ledger.checkpoint import SignedCheckpoint
 from ledger.dsse import Envelope
@@ -99,12 +98,10 @@ class SubmitStream:
         position = response.sequence
         kind = response.WhichOneof("outcome")
         if kind == "receipt":
-            log_key = self._core.log_key
-            receipt = verified_receipt(
-                response.receipt, envelope, log_key, duplicate=False, opened=self._checkpoint
+            receipt = yield from self._core.kept_receipt(
+                response.receipt, envelope, duplicate=False, opened=self._checkpoint
             )
             self._checkpoint = receipt.checkpoint
-            yield from self._core.remember(receipt.checkpoint)
             return SubmitOutcome(position, envelope, receipt, None)
         if kind != "refusal":
             raise VerificationError(f"the node's answer to sequence {position} is empty")
