@@ -13,7 +13,6 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -220,7 +219,6 @@ class BulkInsert:
         self._dialect = dialect
         columns = list(table.columns)
         self._names = tuple(column.name for column in columns)
-        self._tuple_of = itemgetter(*self._names)
         # PostgreSQL reads bytea from JSON text in its hex form.
         self._binary = [column.name for column in columns if isinstance(column.type, LargeBinary)]
         names = ", ".join(_quote(name) for name in self._names)
@@ -242,16 +240,8 @@ class BulkInsert:
             sql += f" ON CONFLICT ({keys}) DO UPDATE SET {updates}"
         self.sql = sql
 
-    def write(self, conn: Connection, rows: Sequence[Row]) -> None:
-        """Rows as column name -> value."""
-        if self._dialect == "sqlite":
-            self.write_tuples(conn, [self._tuple_of(row) for row in rows])
-        elif rows:
-            binary = self._binary
-            self._post(conn, [{**row, **_hex(row, binary)} if binary else row for row in rows])
-
-    def write_tuples(self, conn: Connection, rows: Sequence[Sequence[object]]) -> None:
-        """Rows as values in the table's column order (no dictionaries on SQLite's path)."""
+    def write(self, conn: Connection, rows: Sequence[Sequence[object]]) -> None:
+        """Rows as values in the table's column order."""
         if not rows:
             return
         if self._dialect == "sqlite":

@@ -101,7 +101,8 @@ _CONSORTIUM_ROW_ID = 1
 """The one row of the ``consortium`` table (its record key is CONSORTIUM_KEY)."""
 
 _JSON = json.JSONEncoder(separators=(",", ":"))
-Values = dict[str, object]
+TableRow = tuple[object, ...]
+"""A table's values in its column order, as ``bulk_insert`` writes them."""
 
 
 # --- checked reads of one column ----------------------------------------------------
@@ -212,14 +213,14 @@ def _encode(items: Sequence[object]) -> str:
 # --- records <-> rows -------------------------------------------------------------------
 
 
-def _consortium_values(record: Consortium) -> Values:
-    return {
-        "id": _CONSORTIUM_ROW_ID,
-        "name": record.name,
-        "threshold": record.threshold,
-        "admin_ids": _encode(record.admin_ids),
-        "updated_index": record.updated_index,
-    }
+def _consortium_values(record: Consortium) -> TableRow:
+    return (
+        _CONSORTIUM_ROW_ID,
+        record.name,
+        record.threshold,
+        _encode(record.admin_ids),
+        record.updated_index,
+    )
 
 
 def _consortium_of(row: Sequence[Any]) -> Consortium:
@@ -232,13 +233,13 @@ def _consortium_of(row: Sequence[Any]) -> Consortium:
     )
 
 
-def _consortium_version_values(record: Consortium) -> Values:
-    return {
-        "updated_index": record.updated_index,
-        "name": record.name,
-        "threshold": record.threshold,
-        "admin_ids": _encode(record.admin_ids),
-    }
+def _consortium_version_values(record: Consortium) -> TableRow:
+    return (
+        record.updated_index,
+        record.name,
+        record.threshold,
+        _encode(record.admin_ids),
+    )
 
 
 def _consortium_version_of(row: Sequence[Any]) -> Consortium:
@@ -251,15 +252,15 @@ def _consortium_version_of(row: Sequence[Any]) -> Consortium:
     )
 
 
-def _partner_values(record: Partner) -> Values:
-    return {
-        "partner_id": record.partner_id,
-        "legal_name": record.legal_name,
-        "country": record.country,
-        "roles": _encode(record.roles),
-        "admitted_index": record.admitted_index,
-        "updated_index": record.updated_index,
-    }
+def _partner_values(record: Partner) -> TableRow:
+    return (
+        record.partner_id,
+        record.legal_name,
+        record.country,
+        _encode(record.roles),
+        record.admitted_index,
+        record.updated_index,
+    )
 
 
 def _partner_of(row: Sequence[Any]) -> Partner:
@@ -275,14 +276,14 @@ def _partner_of(row: Sequence[Any]) -> Partner:
     )
 
 
-def _key_values(record: PartnerKey) -> Values:
-    return {
-        "keyid": record.keyid,
-        "partner_id": record.partner_id,
-        "public_key": record.public_key,
-        "added_index": record.added_index,
-        "revoked_index": record.revoked_index,
-    }
+def _key_values(record: PartnerKey) -> TableRow:
+    return (
+        record.keyid,
+        record.partner_id,
+        record.public_key,
+        record.added_index,
+        record.revoked_index,
+    )
 
 
 def _key_of(row: Sequence[Any]) -> PartnerKey:
@@ -296,19 +297,19 @@ def _key_of(row: Sequence[Any]) -> PartnerKey:
     )
 
 
-def _facility_values(record: Facility) -> Values:
-    return {
-        "facility_id": record.facility_id,
-        "partner_id": record.partner_id,
-        "name": record.name,
-        "type": record.type.value,
-        "country": record.country,
-        "latitude_e6": record.latitude_e6,
-        "longitude_e6": record.longitude_e6,
-        "rmi_smelter_id": record.rmi_smelter_id,
-        "artisanal": record.artisanal,
-        "registered_index": record.registered_index,
-    }
+def _facility_values(record: Facility) -> TableRow:
+    return (
+        record.facility_id,
+        record.partner_id,
+        record.name,
+        record.type.value,
+        record.country,
+        record.latitude_e6,
+        record.longitude_e6,
+        record.rmi_smelter_id,
+        record.artisanal,
+        record.registered_index,
+    )
 
 
 def _facility_of(row: Sequence[Any]) -> Facility:
@@ -338,23 +339,23 @@ def _facility_of(row: Sequence[Any]) -> Facility:
     )
 
 
-def _lot_values(record: Lot) -> Values:
-    return {
-        "lot_id": record.lot_id,
-        "material": record.material,
-        "mass_grams": record.mass_grams,
-        "contents": _encode(record.contents),
-        "holder_id": record.holder_id,
-        "available_grams": record.available_grams,
-        "state": record.state.value,
-        "dispatch_event_id": record.dispatch_event_id,
-        "origin": record.origin.value,
-        "created_event_id": record.created_event_id,
-        "created_index": record.created_index,
-        "facility_id": record.facility_id,
-        "scrap_origin": None if record.scrap_origin is None else record.scrap_origin.value,
-        "updated_index": record.updated_index,
-    }
+def _lot_values(record: Lot) -> TableRow:
+    return (
+        record.lot_id,
+        record.material,
+        record.mass_grams,
+        _encode(record.contents),
+        record.holder_id,
+        record.available_grams,
+        record.state.value,
+        record.dispatch_event_id,
+        record.origin.value,
+        record.created_event_id,
+        record.created_index,
+        record.facility_id,
+        None if record.scrap_origin is None else record.scrap_origin.value,
+        record.updated_index,
+    )
 
 
 def _lot_of(row: Sequence[Any]) -> Lot:
@@ -394,18 +395,18 @@ def _lot_of(row: Sequence[Any]) -> Lot:
     )
 
 
-def _event_values(record: EventRecord) -> Values:
-    return {
-        "event_id": record.event_id,
-        "partner_id": record.partner_id,
-        "kind": record.kind.value,
-        "idx": record.index,
-        "event_time_micros": record.event_time_micros,
-        "status": record.status.value,
-        "corrected_by": record.corrected_by,
-        "updated_index": record.updated_index,
-        "lot_id": record.lot_id,
-    }
+def _event_values(record: EventRecord) -> TableRow:
+    return (
+        record.event_id,
+        record.partner_id,
+        record.kind.value,
+        record.index,
+        record.event_time_micros,
+        record.status.value,
+        record.corrected_by,
+        record.updated_index,
+        record.lot_id,
+    )
 
 
 def _event_of(row: Sequence[Any]) -> EventRecord:
@@ -433,19 +434,19 @@ def _event_of(row: Sequence[Any]) -> EventRecord:
     )
 
 
-def _dispatch_values(record: DispatchRecord) -> Values:
-    return {
-        "event_id": record.event_id,
-        "lot_id": record.lot_id,
-        "from_partner_id": record.from_partner_id,
-        "to_partner_id": record.to_partner_id,
-        "mass_grams": record.mass_grams,
-        "idx": record.index,
-        "state": record.state.value,
-        "received_grams": record.received_grams,
-        "closed_index": record.closed_index,
-        "updated_index": record.updated_index,
-    }
+def _dispatch_values(record: DispatchRecord) -> TableRow:
+    return (
+        record.event_id,
+        record.lot_id,
+        record.from_partner_id,
+        record.to_partner_id,
+        record.mass_grams,
+        record.index,
+        record.state.value,
+        record.received_grams,
+        record.closed_index,
+        record.updated_index,
+    )
 
 
 def _dispatch_of(row: Sequence[Any]) -> DispatchRecord:
@@ -475,19 +476,19 @@ def _dispatch_of(row: Sequence[Any]) -> DispatchRecord:
     )
 
 
-def _transformation_values(record: TransformationRecord) -> Values:
-    return {
-        "event_id": record.event_id,
-        "partner_id": record.partner_id,
-        "facility_id": record.facility_id,
-        "process": record.process.value,
-        "inputs": _encode(record.inputs),
-        "outputs": _encode(record.outputs),
-        "idx": record.index,
-        "event_time_micros": record.event_time_micros,
-        "voided": record.voided,
-        "updated_index": record.updated_index,
-    }
+def _transformation_values(record: TransformationRecord) -> TableRow:
+    return (
+        record.event_id,
+        record.partner_id,
+        record.facility_id,
+        record.process.value,
+        _encode(record.inputs),
+        _encode(record.outputs),
+        record.index,
+        record.event_time_micros,
+        record.voided,
+        record.updated_index,
+    )
 
 
 def _transformation_of(row: Sequence[Any]) -> TransformationRecord:
@@ -517,18 +518,18 @@ def _transformation_of(row: Sequence[Any]) -> TransformationRecord:
     )
 
 
-def _assay_values(record: AssayRecord) -> Values:
-    return {
-        "event_id": record.event_id,
-        "lot_id": record.lot_id,
-        "lab_id": record.lab_id,
-        "contents": _encode(record.contents),
-        "method": record.method,
-        "sample_id": record.sample_id,
-        "idx": record.index,
-        "status": record.status.value,
-        "updated_index": record.updated_index,
-    }
+def _assay_values(record: AssayRecord) -> TableRow:
+    return (
+        record.event_id,
+        record.lot_id,
+        record.lab_id,
+        _encode(record.contents),
+        record.method,
+        record.sample_id,
+        record.index,
+        record.status.value,
+        record.updated_index,
+    )
 
 
 def _assay_of(row: Sequence[Any]) -> AssayRecord:
@@ -546,20 +547,20 @@ def _assay_of(row: Sequence[Any]) -> AssayRecord:
     )
 
 
-def _certification_values(record: CertificationRecord) -> Values:
-    return {
-        "event_id": record.event_id,
-        "auditor_id": record.auditor_id,
-        "facility_id": record.facility_id,
-        "scheme": record.scheme,
-        "metals": _encode(record.metals),
-        "certification_status": record.certification_status.value,
-        "valid_from_micros": record.valid_from_micros,
-        "valid_until_micros": record.valid_until_micros,
-        "idx": record.index,
-        "status": record.status.value,
-        "updated_index": record.updated_index,
-    }
+def _certification_values(record: CertificationRecord) -> TableRow:
+    return (
+        record.event_id,
+        record.auditor_id,
+        record.facility_id,
+        record.scheme,
+        _encode(record.metals),
+        record.certification_status.value,
+        record.valid_from_micros,
+        record.valid_until_micros,
+        record.index,
+        record.status.value,
+        record.updated_index,
+    )
 
 
 def _certification_of(row: Sequence[Any]) -> CertificationRecord:
@@ -593,8 +594,8 @@ def _certification_of(row: Sequence[Any]) -> CertificationRecord:
     )
 
 
-def _subject_head_values(record: SubjectHead) -> Values:
-    return {"subject": record.subject, "idx": record.index}
+def _subject_head_values(record: SubjectHead) -> TableRow:
+    return (record.subject, record.index)
 
 
 def _subject_head_of(row: Sequence[Any]) -> SubjectHead:
@@ -605,8 +606,8 @@ def _subject_head_of(row: Sequence[Any]) -> SubjectHead:
     )
 
 
-def _subject_event_values(row: SubjectEvent) -> Values:
-    return {"subject": row.subject, "idx": row.index}
+def _subject_event_values(row: SubjectEvent) -> TableRow:
+    return (row.subject, row.index)
 
 
 def _subject_event_of(row: Sequence[Any]) -> SubjectEvent:
@@ -617,13 +618,13 @@ def _subject_event_of(row: Sequence[Any]) -> SubjectEvent:
     )
 
 
-def _lot_input_values(row: LotInput) -> Values:
-    return {
-        "event_id": row.event_id,
-        "lot_id": row.lot_id,
-        "consumed_grams": row.consumed_grams,
-        "idx": row.index,
-    }
+def _lot_input_values(row: LotInput) -> TableRow:
+    return (
+        row.event_id,
+        row.lot_id,
+        row.consumed_grams,
+        row.index,
+    )
 
 
 def _lot_input_of(row: Sequence[Any]) -> LotInput:
@@ -642,7 +643,7 @@ class _RecordTable(Generic[R]):
 
     table: Table
     key: Column[Any]
-    values: Callable[[R], Values]
+    values: Callable[[R], TableRow]  # in the table's column order, as ``record`` reads them
     record: Callable[[Sequence[Any]], R]  # a row of ``select(table)``, in column order
     by_keys: Select[Any] = field(init=False)
     """``SELECT * WHERE key IN (...)`` with one expanding parameter, built once.
@@ -719,7 +720,7 @@ assert set(_RECORD_TABLES) == set(RECORD_KINDS), "every record kind needs a tabl
 class _HistoryTable(Generic[H]):
     table: Table
     primary_key: Callable[[H], tuple[object, ...]]
-    values: Callable[[H], Values]
+    values: Callable[[H], TableRow]  # in the table's column order, as ``row`` reads them
     row: Callable[[Sequence[Any]], H]
 
 

@@ -211,7 +211,7 @@ class LogStore:
         return found
 
     def insert_leaves(self, conn: Connection, rows: Sequence[StoredLeaf]) -> None:
-        database.bulk_insert(conn, leaves).write_tuples(
+        database.bulk_insert(conn, leaves).write(
             conn, [(r.index, r.entry_digest, r.leaf_hash, r.chain_hash, r.leaf_bytes) for r in rows]
         )
 
@@ -219,7 +219,7 @@ class LogStore:
 
     def insert_nodes(self, conn: Connection, nodes: Iterable[tuple[NodeId, bytes]]) -> None:
         rows = [(node_key(node), digest) for node, digest in nodes if node.level > 0]
-        database.bulk_insert(conn, tree_nodes).write_tuples(conn, rows)
+        database.bulk_insert(conn, tree_nodes).write(conn, rows)
 
     def fetch_nodes(
         self, ids: Collection[NodeId], conn: Connection | None = None
@@ -344,7 +344,7 @@ class LogStore:
             checkpoint.note,
             checkpoint.signed_micros,
         )
-        database.bulk_insert(conn, checkpoints).write_tuples(conn, [row])
+        database.bulk_insert(conn, checkpoints).write(conn, [row])
 
     def latest_checkpoint(self, conn: Connection | None = None) -> StoredCheckpoint | None:
         with self._read(conn) as c:
