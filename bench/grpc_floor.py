@@ -242,7 +242,7 @@ def stream_messages(
     ]
     if not packed:
         return [ledger_service_pb2.AppendStreamRequest(entries=[e]) for e in entries]
-    ready: queue.Queue[ledger_service_pb2.StreamEntry | None] = queue.Queue()
+    ready: queue.SimpleQueue[ledger_service_pb2.StreamEntry | None] = queue.SimpleQueue()
     for entry in entries:
         ready.put_nowait(entry)
     ready.put_nowait(None)  # the end

@@ -413,24 +413,21 @@ def inclusion_proofs(
             raise OutOfRangeError(f"leaf index {index} is not in a tree of size {tree_size}")
     by_position = {(node.level, node.index): digest for node, digest in nodes.items()}
     border = range_nodes(0, tree_size)
-    # The border's right folds, once each: suffix[j] folds border[j:], suffix[0] is
-    # the root. The ragged subtree [start, n) at a level is the fold of the border
-    # nodes from `start` on, a suffix of the border.
-    suffix: list[bytes] = [b""] * len(border)
-    starts: dict[int, int] = {}
-    acc = b""
-    for j in range(len(border) - 1, -1, -1):
-        node = border[j]
+    # suffix[j] is the right fold of border[j:], each computed once; suffix[0] is the
+    # root. Where a level's last node is ragged, it is the subtree [start, n) with
+    # start = (n >> level) << level: the fold of the border after its first
+    # popcount(n >> level) nodes.
+    suffix: list[bytes] = []
+    for node in reversed(border):
         digest = by_position[(node.level, node.index)]
-        acc = digest if not acc else node_hash(digest, acc)
-        suffix[j] = acc
-        starts[node.begin] = j
-    root = suffix[0] if border else EMPTY_ROOT
-    ragged: dict[int, bytes] = {}
-    for level in range(tree_size.bit_length()):
-        start = (tree_size >> level) << level
-        if start < tree_size:
-            ragged[level] = suffix[starts[start]]
+        suffix.append(node_hash(digest, suffix[-1]) if suffix else digest)
+    suffix.reverse()
+    root = suffix[0] if suffix else EMPTY_ROOT
+    ragged = {
+        level: suffix[(tree_size >> level).bit_count()]
+        for level in range(tree_size.bit_length())
+        if (tree_size >> level) << level < tree_size
+    }
     proofs: list[InclusionProof] = []
     for index in indices:
         path: list[bytes] = []

@@ -251,7 +251,8 @@ class BulkInsert:
         objects = []
         for row in rows:
             named = dict(zip(self._names, row, strict=True))
-            named.update(_hex(named, self._binary))
+            if self._binary:
+                named.update(_hex(named, self._binary))
             objects.append(named)
         self._post(conn, objects)
 

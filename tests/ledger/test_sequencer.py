@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from ledger import merkle
-from ledger.admission import Submission
+from ledger.admission import Submission, admit
 from ledger.checkpoint import open_checkpoint
 from ledger.dsse import Envelope, Signature
 from ledger.errors import (
@@ -26,7 +27,7 @@ from ledger.log_verifier import verify_log
 from ledger.merkle import NodeId
 from ledger.note import NoteSigner
 from ledger.receipts import Receipt, verify_receipt
-from ledger.sequencer import EnvelopeRules, Sequencer, initialise_log
+from ledger.sequencer import EnvelopeRules, Sequencer, VerifiedEntry, initialise_log
 from ledger.storage import LogStore
 from ledger.storage.log_store import node_key
 from tests.support import TEST_ORIGIN, SubmissionFactory, new_signer
@@ -357,3 +358,16 @@ def test_an_unexpected_failure_on_one_entry_fails_that_entry_only(
         sequencer.close()
     assert isinstance(outcomes[1], InternalError)
     assert [o.index for o in outcomes if isinstance(o, Receipt)] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("partner", [None, "refiner-1"])
+def test_a_verified_entry_pickles_to_an_equal_one(
+    make_submission: SubmissionFactory, partner: str | None
+) -> None:
+    # How a node's frontend hands entries to a sequencer in a process of its own.
+    verified = VerifiedEntry(admit(make_submission()), partner)
+    copy = pickle.loads(pickle.dumps(verified))
+    assert copy == verified
+    assert copy.submission() == Submission(
+        verified.entry.envelope, verified.entry.signer_keys, partner
+    )

@@ -54,8 +54,9 @@ class SubmitStream:
 
     The request side (a gRPC thread, or a task) registers each entry before it is
     sent; the response side turns each answer into a ``SubmitOutcome``: a receipt is
-    verified against the log key and the entry's digest (a receipt that fails raises,
-    it is never returned); a refusal becomes the translated error; an entry already
+    verified against the log key and the entry's digest, then its checkpoint against
+    the saved state (``ClientCore.kept_receipt``; a receipt that fails raises, it is
+    never returned); a refusal becomes the translated error; an entry already
     logged gets its verified original receipt (``ClientCore.stream_original_receipt``:
     fetched from the node if the refusal does not carry it).
     """

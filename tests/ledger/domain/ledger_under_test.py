@@ -1,4 +1,4 @@
-"""The ledger the admission-rule tests drive: a log sequenced with the Custody rules,
+"""The ledger the domain tests drive: a log sequenced with the Custody rules,
 with setup steps that must be admitted (``Ledger``). Its fixtures are in conftest.py."""
 
 from __future__ import annotations
