@@ -100,13 +100,20 @@ def encode_leaf(
         index=index,
         integration_time_micros=integration_time_micros,
         prev_chain_hash=prev_chain_hash,
-        envelope=envelope_to_proto(envelope),
-        signer_keys=list(signer_keys),
+        signer_keys=signer_keys,
     )
+    # Filled in place: an Envelope message built first would be copied into the leaf.
+    body = message.envelope
+    body.SetInParent()
+    body.payload = envelope.payload
+    body.payload_type = envelope.payload_type
+    for signature in envelope.signatures:
+        body.signatures.add(sig=signature.sig, keyid=signature.keyid)
     for link in subject_links:
-        item = message.subject_links.add(subject=link.subject)
-        if link.prev_index is not None:
-            item.prev_index = link.prev_index
+        if link.prev_index is None:
+            message.subject_links.add(subject=link.subject)
+        else:
+            message.subject_links.add(subject=link.subject, prev_index=link.prev_index)
     return message.SerializeToString(deterministic=True)
 
 
