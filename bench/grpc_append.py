@@ -124,7 +124,6 @@ from bench.grpc_common import (
     own_channel,
     parse_levels,
     partner_credentials,
-    percentile,
     run_unary_level,
     serve_if_asked,
 )
@@ -159,6 +158,7 @@ from services.config import load_config
 from services.gc_tuning import tune_garbage_collection
 from services.node import RunningNode, start_node
 from services.observability import LogFormat, configure_logging
+from services.sequencing import SequencerProcess
 
 ORIGIN = "bench.custody.example/grpc"
 STREAM_TARGET_VS_RAW2 = 0.30
@@ -433,8 +433,9 @@ def prepare(
 
 def _sequencer_usage(node: RunningNode) -> dict[str, float]:
     """The sequencer's process (none when it runs in the node's): CPU and peak RSS."""
-    pid = getattr(node.sequencer, "pid", None)
-    cpu, peak = other_process_usage(pid) if isinstance(pid, int) else (0.0, 0.0)
+    sequencer = node.sequencer
+    pid = sequencer.pid if isinstance(sequencer, SequencerProcess) else None
+    cpu, peak = other_process_usage(pid) if pid is not None else (0.0, 0.0)
     return {"sequencer_cpu_s": cpu, "sequencer_peak_rss_mb": peak}
 
 
@@ -782,7 +783,7 @@ async def grpc_phases(
             await channel.close()
     entries = len(timed.requests)
     rate = entries / stream.seconds
-    ordered = sorted(stream.latencies)
+    stream_latency = Latencies.of(stream.latencies)
     results.update(
         {
             "stream_entries": entries,
@@ -794,8 +795,8 @@ async def grpc_phases(
             "stream_vs_raw2": round(rate / raw2, 3),
             "stream_target_vs_raw2": STREAM_TARGET_VS_RAW2,
             "stream_meets_target": rate / raw2 >= STREAM_TARGET_VS_RAW2,
-            "stream_entry_p50_ms": round(percentile(ordered, 0.50) * 1000, 2),
-            "stream_entry_p99_ms": round(percentile(ordered, 0.99) * 1000, 2),
+            "stream_entry_p50_ms": round(stream_latency.p50_ms, 2),
+            "stream_entry_p99_ms": round(stream_latency.p99_ms, 2),
             "stream_batches": round(use.metrics.batch.count),
             "stream_batch_mean": round(use.metrics.batch.mean(), 1),
             "stream_batch_sizes": use.metrics.batch.per_bucket(),
@@ -813,8 +814,8 @@ async def grpc_phases(
         flush=True,
     )
     print(
-        f"  entry write-to-answer p50 {percentile(ordered, 0.5) * 1000:.1f} ms, "
-        f"p99 {percentile(ordered, 0.99) * 1000:.1f} ms; {use.metrics.batch.count:,.0f} batches, "
+        f"  entry write-to-answer p50 {stream_latency.p50_ms:.1f} ms, "
+        f"p99 {stream_latency.p99_ms:.1f} ms; {use.metrics.batch.count:,.0f} batches, "
         f"mean {use.metrics.batch.mean():.1f} entries, sizes {use.metrics.batch.per_bucket()}; "
         f"CPU per entry: node {use.node_cpu_us:,.0f} us (sequencer's process "
         f"{use.sequencer_cpu_us:,.0f}), client {use.client_cpu_us:,.0f} us",

@@ -4,11 +4,11 @@ Callers queue *groups* of submissions (``enqueue_many``: a unary Append is a gro
 of one, a streamed message's entries are one group) and await one future per
 group. Two threads of the committer's own drain the queue in a two-stage
 pipeline: the admitting thread takes whole groups, up to ``max_batch`` entries,
-and admits them (signatures verified, payloads checked) while the sequencing
-thread commits the batch before under the log's lock. Batches are sequenced
-strictly in queue order, so entries sent one after another by one caller keep
-their order. The batch size grows with load and each caller waits for about
-two commits.
+and admits them (signatures verified; in one process, payloads checked too)
+while the sequencing thread commits the batch before under the log's lock.
+Batches are sequenced strictly in queue order, so entries sent one after
+another by one caller keep their order. The batch size grows with load and
+each caller waits for about two commits.
 
 Why threads and not event-loop tasks: a batch that hops through the event loop
 between its stages waits behind every gRPC callback queued there, and the
@@ -121,7 +121,7 @@ class GroupCommitter(Generic[Admitted]):
         self._room = asyncio.Event()  # entries left the queue, or the committer is closing
         self._finished: asyncio.Future[None] | None = None  # both threads have ended
         self._threads_running = 0
-        self._dead = False  # a thread has ended: nothing queued from now on is sequenced
+        self._dead = False  # the sequencing thread has ended: nothing queued is sequenced
 
     def start(self) -> None:
         """Start the committer's threads; call on the event loop its callers run on."""

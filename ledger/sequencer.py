@@ -155,23 +155,35 @@ def _checked(check: Callable[[T], R], item: T) -> R | CustodyError:
         return InternalError(f"checking this entry failed unexpectedly ({name})")
 
 
-def check_each(
-    submissions: Sequence[Submission],
-    check: Callable[[Submission], R],
-    pool: ThreadPoolExecutor | None,
-    threads: int,
-) -> list[R | CustodyError]:
-    """``check`` every submission, on ``threads`` threads of ``pool`` for a large batch
-    (Ed25519 verification releases the GIL); each result or its refusal, in order."""
+class EntryChecker:
+    """Runs a check on every submission of a batch, spread over ``threads`` threads of
+    its own for a large batch (Ed25519 verification releases the GIL)."""
 
-    def chunk(part: Sequence[Submission]) -> list[R | CustodyError]:
-        return [_checked(check, submission) for submission in part]
+    def __init__(self, threads: int) -> None:
+        self._threads = threads
+        self._pool = (
+            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="custody-verify")
+            if threads > 1
+            else None
+        )
 
-    if pool is None or len(submissions) < _PARALLEL_VERIFY_MIN:
-        return chunk(submissions)
-    step = -(-len(submissions) // threads)
-    chunks = [submissions[i : i + step] for i in range(0, len(submissions), step)]
-    return [outcome for part in pool.map(chunk, chunks) for outcome in part]
+    def check_each(
+        self, submissions: Sequence[Submission], check: Callable[[Submission], R]
+    ) -> list[R | CustodyError]:
+        """Each submission's result or its refusal, in order."""
+
+        def chunk(part: Sequence[Submission]) -> list[R | CustodyError]:
+            return [_checked(check, submission) for submission in part]
+
+        if self._pool is None or len(submissions) < _PARALLEL_VERIFY_MIN:
+            return chunk(submissions)
+        step = -(-len(submissions) // self._threads)
+        chunks = [submissions[i : i + step] for i in range(0, len(submissions), step)]
+        return [outcome for part in self._pool.map(chunk, chunks) for outcome in part]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 @dataclass(frozen=True)
@@ -321,8 +333,7 @@ class Sequencer:
         self.rules = rules
         self._clock = clock
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=verify_threads) if verify_threads > 1 else None
-        self._threads = verify_threads
+        self._checker = EntryChecker(verify_threads)
         with store.snapshot() as conn:
             self._head = load_head(store, self.log_key, conn)
 
@@ -339,8 +350,7 @@ class Sequencer:
         return self._head.checkpoint
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        self._checker.close()
 
     def append(self, submission: Submission) -> Receipt:
         """Append one entry; raise its refusal as an error."""
@@ -389,7 +399,7 @@ class Sequencer:
     # --- steps ---------------------------------------------------------------------
 
     def _admit_all(self, submissions: Sequence[Submission]) -> list[_Prepared | CustodyError]:
-        return check_each(submissions, self._admit_one, self._pool, self._threads)
+        return self._checker.check_each(submissions, self._admit_one)
 
     def _admit_one(self, submission: Submission) -> _Prepared:
         entry = admit(submission)

@@ -34,9 +34,7 @@ from ledger.admission import Submission
 from ledger.domain.records import GOVERNANCE_PAYLOAD_TYPE
 from ledger.errors import ConfigurationError, UnavailableError
 from ledger.group_commit import GroupCommitter
-from ledger.keys import (
-    read_pem_file,
-)
+from ledger.keys import read_pem_file
 from ledger.receipts import Receipt
 from ledger.sequencer import AppendOutcome
 from ledger.storage.domain_store import DomainStore
@@ -118,8 +116,7 @@ class RunningNode:
         self._failing = asyncio.get_running_loop().create_task(self._not_serving())
 
     async def _not_serving(self) -> None:
-        for name in ("", *SERVICE_NAMES):
-            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await _set_health(self.health, health_pb2.HealthCheckResponse.NOT_SERVING)
 
     @property
     def address(self) -> str:
@@ -160,6 +157,12 @@ def _server_options(config: NodeConfig) -> Sequence[tuple[str, int]]:
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.keepalive_permit_without_calls", 1),
     )
+
+
+async def _set_health(servicer: health.aio.HealthServicer, status: int) -> None:
+    """The node's health and every service's: they serve, or not, together."""
+    for name in ("", *SERVICE_NAMES):
+        await servicer.set(name, status)
 
 
 def _add_services(
@@ -278,8 +281,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
             endpoint.close()
         store.close()
         raise
-    for name in ("", *SERVICE_NAMES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
     log.info(
         "serving",
         address=join_address(host, bound),

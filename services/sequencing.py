@@ -41,7 +41,6 @@ import os
 import signal
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -56,7 +55,7 @@ from ledger.group_commit import BatchSequencer
 from ledger.keys import LOG_KEY_PASSPHRASE_ENV, load_private_key, passphrase_from_env
 from ledger.note import NoteSigner
 from ledger.records import StoredCheckpoint
-from ledger.sequencer import AppendOutcome, Sequencer, VerifiedEntry, check_each
+from ledger.sequencer import AppendOutcome, EntryChecker, Sequencer, VerifiedEntry
 from ledger.storage.log_store import LogStore
 from services.config import NodeConfig
 from services.gc_tuning import tune_garbage_collection
@@ -72,11 +71,13 @@ STOP_SECONDS = 30.0
 
 @dataclass(frozen=True, slots=True)
 class VerifiedBatch:
-    """A batch after the node's own checks (each entry verified, or its refusal), and
-    the number of the request its verified entries went out as (None: none did)."""
+    """A batch after the node's own checks (each entry verified, or its refusal), the
+    number of the request its verified entries went out as (None: none did), and how
+    many went."""
 
     outcomes: list[VerifiedEntry | CustodyError]
     request: int | None
+    sent: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,13 +145,7 @@ class SequencerProcess:
 
     def __init__(self, config: NodeConfig) -> None:
         self._config = config
-        threads = config.sequencer.verify_threads
-        self._threads = threads
-        self._pool = (
-            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="verify")
-            if threads > 1
-            else None
-        )
+        self._checker = EntryChecker(config.sequencer.verify_threads)
         self._sending = threading.Lock()
         self._receiving = threading.Lock()
         self._requests: Connection | None = None  # batches out
@@ -215,9 +210,9 @@ class SequencerProcess:
     def admit_batch(self, submissions: Sequence[Submission]) -> VerifiedBatch:
         """Envelope rules on every submission (signatures verified on this side), then
         the verified entries go to the sequencer's process."""
-        outcomes = check_each(submissions, _verified, self._pool, self._threads)
+        outcomes = self._checker.check_each(submissions, _verified)
         entries = [outcome for outcome in outcomes if isinstance(outcome, VerifiedEntry)]
-        return VerifiedBatch(outcomes, self._send(entries) if entries else None)
+        return VerifiedBatch(outcomes, self._send(entries) if entries else None, len(entries))
 
     def _send(self, entries: list[VerifiedEntry]) -> int:
         with self._sending:
@@ -236,10 +231,9 @@ class SequencerProcess:
         if admitted.request is None:
             return list(cast(list[CustodyError], admitted.outcomes))
         answered = self._receive(admitted.request)
-        sent = sum(1 for outcome in admitted.outcomes if isinstance(outcome, VerifiedEntry))
-        if len(answered) != sent:
+        if len(answered) != admitted.sent:
             # Matched to callers by position: a count that does not match is never guessed.
-            raise InternalError(f"{len(answered)} outcomes for {sent} entries sent")
+            raise InternalError(f"{len(answered)} outcomes for {admitted.sent} entries sent")
         answers = iter(answered)
         return [o if isinstance(o, CustodyError) else next(answers) for o in admitted.outcomes]
 
@@ -277,8 +271,7 @@ class SequencerProcess:
         """Tell the sequencer's process to stop once it has answered every batch sent
         (the node calls this after its last batch) and wait for it; blocking, so not
         on an event loop. A process that does not stop in time is killed."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        self._checker.close()
         # A sender stuck on a full pipe (the sequencer's process hangs in its database)
         # must not keep us from stopping it.
         sending = self._sending.acquire(timeout=STOP_SECONDS)

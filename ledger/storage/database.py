@@ -199,8 +199,8 @@ def _driver_cursor(conn: Connection, what: str) -> Iterator[Any]:
         raise StorageError(f"database {what} failed: {exc}") from exc
 
 
-Row = dict[str, object]
-_JSON = json.JSONEncoder(separators=(",", ":"))
+COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+"""JSON without spaces: rows sent to PostgreSQL, and lists kept in text columns."""
 
 
 class BulkInsert:
@@ -220,7 +220,9 @@ class BulkInsert:
         columns = list(table.columns)
         self._names = tuple(column.name for column in columns)
         # PostgreSQL reads bytea from JSON text in its hex form.
-        self._binary = [column.name for column in columns if isinstance(column.type, LargeBinary)]
+        self._binary = frozenset(
+            i for i, column in enumerate(columns) if isinstance(column.type, LargeBinary)
+        )
         names = ", ".join(_quote(name) for name in self._names)
         if dialect == "sqlite":
             source = "VALUES (" + ", ".join("?" for _ in columns) + ")"
@@ -248,21 +250,15 @@ class BulkInsert:
             with _driver_cursor(conn, "write") as cursor:
                 cursor.executemany(self.sql, rows)
             return
-        objects = []
-        for row in rows:
-            named = dict(zip(self._names, row, strict=True))
-            if self._binary:
-                named.update(_hex(named, self._binary))
-            objects.append(named)
-        self._post(conn, objects)
-
-    def _post(self, conn: Connection, rows: Sequence[Row]) -> None:
-        conn.exec_driver_sql(self.sql, (_JSON.encode(rows),))
-
-
-def _hex(row: Row, binary: Sequence[str]) -> Row:
-    """The row's binary columns in the hex form PostgreSQL reads bytea from JSON in."""
-    return {name: _bytea_hex(row[name]) for name in binary}
+        names, binary = self._names, self._binary
+        objects = [
+            {
+                name: _bytea_hex(value) if i in binary else value
+                for i, (name, value) in enumerate(zip(names, row, strict=True))
+            }
+            for row in rows
+        ]
+        conn.exec_driver_sql(self.sql, (COMPACT_JSON.encode(objects),))
 
 
 _bulk_inserts: dict[tuple[str, str, bool], BulkInsert] = {}

@@ -71,7 +71,7 @@ from ledger.domain.state import (
     record_key,
 )
 from ledger.errors import LogIntegrityError, OutOfRangeError, StorageError
-from ledger.storage.database import bulk_insert, fetch_rows
+from ledger.storage.database import COMPACT_JSON, bulk_insert, fetch_rows
 from ledger.storage.domain_schema import (
     DOMAIN_TABLES,
     assays,
@@ -100,7 +100,6 @@ IN_CHUNK = 900
 _CONSORTIUM_ROW_ID = 1
 """The one row of the ``consortium`` table (its record key is CONSORTIUM_KEY)."""
 
-_JSON = json.JSONEncoder(separators=(",", ":"))
 TableRow = tuple[object, ...]
 """A table's values in its column order, as ``bulk_insert`` writes them."""
 
@@ -207,7 +206,7 @@ def _roles(value: object, what: str) -> tuple[Role, ...]:
 
 def _encode(items: Sequence[object]) -> str:
     """Tuples as compact JSON arrays; IntEnum members encode as their integers."""
-    return _JSON.encode(items)
+    return COMPACT_JSON.encode(items)
 
 
 # --- records <-> rows -------------------------------------------------------------------

@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from clients.cli.main import main
 from clients.pki import (
     CertificateAuthority,
+    IssuedCertificate,
     init_ca,
     issue_partner,
     issue_server,
@@ -362,15 +363,17 @@ def test_mutual_tls_accepts_partners_of_the_ca_and_refuses_others(
         ),
     )
     server.start()
+
+    def credentials_of(identity: IssuedCertificate) -> grpc.ChannelCredentials:
+        tls = ClientTls.from_files(
+            ca.certificate_path, identity.certificate_path, identity.key_path
+        )
+        return tls.channel_credentials()
+
     try:
         # The client checks the server's IP SAN (127.0.0.1) against the address it dials.
         target = f"127.0.0.1:{port}"
-        with grpc.secure_channel(
-            target,
-            ClientTls.from_files(
-                ca.certificate_path, partner.certificate_path, partner.key_path
-            ).channel_credentials(),
-        ) as channel:
+        with grpc.secure_channel(target, credentials_of(partner)) as channel:
             response = health_check(channel)(health_pb2.HealthCheckRequest(), timeout=10)
             assert response.status == health_pb2.HealthCheckResponse.SERVING
             whoami = channel.unary_unary(
@@ -379,10 +382,7 @@ def test_mutual_tls_accepts_partners_of_the_ca_and_refuses_others(
             assert whoami(b"", timeout=10) == b"mine-a"
         # A partner of another CA, and a certificate of our CA not meant for clients.
         for refused_identity in (impostor, node):
-            credentials = ClientTls.from_files(
-                ca.certificate_path, refused_identity.certificate_path, refused_identity.key_path
-            ).channel_credentials()
-            with grpc.secure_channel(target, credentials) as channel:
+            with grpc.secure_channel(target, credentials_of(refused_identity)) as channel:
                 with pytest.raises(grpc.RpcError) as refused:
                     health_check(channel)(health_pb2.HealthCheckRequest(), timeout=10)
                 assert refused.value.code() == grpc.StatusCode.UNAVAILABLE

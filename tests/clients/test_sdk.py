@@ -40,11 +40,12 @@ from clients.sdk import (
     SubmitOutcome,
 )
 from clients.sdk._internal.errors import AlreadyLoggedError, RemoteStatus, error_for
+from clients.sdk._internal.plans import ClientCore, Plan
 from clients.sdk._internal.state import CheckpointState
 from clients.sdk._internal.verify import FollowVerifier
 from custody.v1 import event_pb2, ledger_service_pb2, log_pb2
 from ledger import merkle
-from ledger.checkpoint import Checkpoint, sign_checkpoint
+from ledger.checkpoint import Checkpoint, SignedCheckpoint, sign_checkpoint
 from ledger.domain.records import EVENT_PAYLOAD_TYPE
 from ledger.dsse import Envelope, sign_envelope
 from ledger.errors import (
@@ -69,7 +70,7 @@ from ledger.errors import (
 )
 from ledger.keys import generate_private_key
 from ledger.leaf import ZERO_HASH, chain_hash, decode_leaf, encode_leaf
-from ledger.merkle import CompactRange, InclusionProof, NodeId
+from ledger.merkle import CompactRange, ConsistencyProof, InclusionProof, NodeId
 from ledger.note import NoteSigner
 from ledger.wire import inclusion_to_proto, receipt_to_proto
 from services.errors import MAX_RECEIPT_DETAIL_BYTES
@@ -729,41 +730,64 @@ def test_receipts_are_checked_against_the_saved_state(busy_node: Node, tmp_path:
 def test_a_checkpoint_proven_once_is_not_proven_again(
     node: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The saved state is read (and a consistency proof fetched) once per checkpoint new
-    to the client, not once per receipt or call that shows the same checkpoint."""
-    loads = 0
-    real_load = CheckpointState.load
+    """The saved state is read, and a checkpoint proven consistent with it, once per
+    checkpoint new to the client, not once per receipt or call that shows the same one."""
+    loads = proofs = 0
+    real_load, real_consistent = CheckpointState.load, ClientCore.consistent
 
-    def counted(self: CheckpointState) -> Checkpoint | None:
+    def counted_load(self: CheckpointState) -> Checkpoint | None:
         nonlocal loads
         loads += 1
         return real_load(self)
 
-    monkeypatch.setattr(CheckpointState, "load", counted)
+    def counted_consistent(
+        self: ClientCore, trusted: Checkpoint, signed: SignedCheckpoint
+    ) -> Plan[ConsistencyProof]:
+        nonlocal proofs
+        proofs += 1
+        return (yield from real_consistent(self, trusted, signed))
+
+    monkeypatch.setattr(CheckpointState, "load", counted_load)
+    monkeypatch.setattr(ClientCore, "consistent", counted_consistent)
     with node.client(state_dir=tmp_path) as client:
         first = client.checkpoint()
-        assert loads == 1
+        assert (loads, proofs) == (1, 0)  # nothing saved yet: nothing to prove against
         again = client.checkpoint()  # the node has not moved
         assert again.checkpoint == first.checkpoint
-        assert loads == 1
+        assert (loads, proofs) == (1, 0)
     with node.client(state_dir=tmp_path) as client:  # a new client proves it once itself
         client.checkpoint()
-        assert loads == 2
+        assert (loads, proofs) == (2, 1)
         # A new checkpoint (this receipt's) is proven against what this client saved
-        # last, which the file still holds: it is not read again.
+        # last, which the file still holds: no separate read (the compare-and-swap reads
+        # it under the lock) and one proof.
         receipt = client.submit(assay(), [partner_signer(BOTHNIA).public_key])
-        assert loads == 2
+        assert (loads, proofs) == (2, 2)
     assert VerifiedState(tmp_path, node.log_key).load() == receipt.checkpoint.checkpoint
 
 
-def test_clients_sharing_a_state_directory_each_advance_it(node: Node, tmp_path: Path) -> None:
+def test_clients_sharing_a_state_directory_each_advance_it(
+    node: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """One client's saved checkpoint moved by another since: its save is refused
     (compare-and-swap), it reads the file, proves the new checkpoint against that, saves."""
+    swaps: list[bool] = []
+    real_advance = CheckpointState.advance_from
+
+    def recorded(
+        self: CheckpointState, expected: Checkpoint | None, signed: SignedCheckpoint
+    ) -> bool:
+        swaps.append(real_advance(self, expected, signed))
+        return swaps[-1]
+
+    monkeypatch.setattr(CheckpointState, "advance_from", recorded)
     key = [partner_signer(BOTHNIA).public_key]
     with node.client(state_dir=tmp_path) as first, node.client(state_dir=tmp_path) as second:
         first.checkpoint()
         moved = second.submit(assay(), key)  # the file moves past what ``first`` saved
+        assert swaps == [True, True]
         latest = first.submit(assay(), key)
+        assert swaps == [True, True, False, True]  # refused once, then saved
     assert latest.checkpoint.checkpoint.size > moved.checkpoint.checkpoint.size
     assert VerifiedState(tmp_path, node.log_key).load() == latest.checkpoint.checkpoint
 

@@ -271,9 +271,10 @@ def test_a_node_whose_sequencer_dies_stops_serving_and_refuses_appends(
             health = health_check(stubs.channel)
             request = health_pb2.HealthCheckRequest(service="")
             assert health(request).status == health_pb2.HealthCheckResponse.SERVING
-            pid = getattr(node.node.sequencer, "pid", None)
-            assert isinstance(pid, int)
-            os.kill(pid, signal.SIGKILL)
+            sequencer = node.node.sequencer
+            assert isinstance(sequencer, SequencerProcess)
+            assert sequencer.pid is not None
+            os.kill(sequencer.pid, signal.SIGKILL)
             wait_for(node.node.failed.is_set)
             wait_for(lambda: health(request).status == health_pb2.HealthCheckResponse.NOT_SERVING)
             refused(

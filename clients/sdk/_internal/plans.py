@@ -244,7 +244,12 @@ class ClientCore:
             if saved is not None:
                 yield from self.consistent(saved, signed)
             if (yield from local(functools.partial(state.advance_from, saved, signed))):
-                self._remembered = signed.checkpoint
+                # The file now holds the newer of the two: it never moves backwards.
+                self._remembered = (
+                    signed.checkpoint
+                    if saved is None
+                    else checkpoints_in_order(saved, signed.checkpoint)[1]
+                )
                 return
             saved = yield from local(state.load)
 

@@ -4,15 +4,23 @@ another writer's batch in between, makes the next batch read afresh."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from typing import Any, TypeVar
+
 import pytest
+from sqlalchemy import Connection
 
 from ledger import custody_rules
 from ledger.custody_rules import CustodyRules
+from ledger.domain.records import Consortium, Facility, Partner, PartnerKey, Record
+from ledger.domain.state import StateLoader
 from ledger.errors import AdmissionRuleError, Rule, StorageError
 from ledger.receipts import Receipt
 from ledger.sequencer import Sequencer
 from ledger.storage import LogStore
 from tests.ledger.domain.ledger_under_test import Ledger
+
+R = TypeVar("R", bound=Record)
 
 
 def rules_of(ledger: Ledger) -> CustodyRules:
@@ -21,9 +29,29 @@ def rules_of(ledger: Ledger) -> CustodyRules:
     return rules
 
 
-def test_the_next_batch_starts_from_what_the_last_one_read(ledger: Ledger) -> None:
+def test_the_next_batch_starts_from_what_the_last_one_read(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = rules_of(ledger)
+    read: list[type[Any]] = []
+    real_loader = rules.domain.loader
+
+    def recording(conn: Connection) -> StateLoader:
+        loader = real_loader(conn)
+
+        class Recording:
+            def load(self, kind: type[R], keys: Collection[str]) -> dict[str, R]:
+                read.append(kind)
+                return loader.load(kind, keys)
+
+        return Recording()
+
     ledger.mined()
-    assert rules_of(ledger).carried_records > 0
+    assert rules.carried_records > 0
+    monkeypatch.setattr(rules.domain, "loader", recording)
+    ledger.mined()  # the same mine, site and key; a new lot and event id
+    assert read  # the new ids are looked up
+    assert not {Consortium, Partner, PartnerKey, Facility} & set(read)
 
 
 def test_a_failed_batch_hands_nothing_on(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,6 +65,7 @@ def test_a_failed_batch_hands_nothing_on(ledger: Ledger, monkeypatch: pytest.Mon
         patch.setattr(ledger.store, "insert_checkpoint", fails)
         with pytest.raises(StorageError):
             ledger.submit(dispatch)
+    assert rules_of(ledger).carried_records == 0
     # Rolled back: the lot is still held, and the dispatch goes through this time.
     (outcome,) = ledger.submit(dispatch)
     assert isinstance(outcome, Receipt)
