@@ -58,12 +58,11 @@ def partner_from_certificate(pem: bytes) -> str:
     try:
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        names = x509.SubjectAlternativeName([])
-    uris = [
-        uri
-        for uri in names.get_values_for_type(x509.UniformResourceIdentifier)
-        if uri.startswith(PARTNER_URI_PREFIX)
-    ]
+        # No SAN at all (recent cryptography refuses to build an empty one to stand in).
+        names_uris: list[str] = []
+    else:
+        names_uris = names.get_values_for_type(x509.UniformResourceIdentifier)
+    uris = [uri for uri in names_uris if uri.startswith(PARTNER_URI_PREFIX)]
     if not uris:
         raise UnauthenticatedError(
             f"the client certificate names no partner (no {PARTNER_URI_PREFIX}<id> URI SAN)"
