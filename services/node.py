@@ -217,7 +217,13 @@ async def start_node(config: NodeConfig) -> RunningNode:
     directory = PartnerDirectory(domain)
 
     def committed(submissions: Sequence[Submission], outcomes: Sequence[AppendOutcome]) -> None:
-        metrics.record_batch(outcomes, sequencer.size)
+        # The sequencer's process may commit several of the node's batches together.
+        commits = (
+            sequencer.take_commit_sizes()
+            if isinstance(sequencer, SequencerProcess)
+            else [len(outcomes)]
+        )
+        metrics.record_batch(outcomes, sequencer.size, commits)
         watcher.publish(sequencer.latest_checkpoint)
         if any(
             submission.envelope.payload_type == GOVERNANCE_PAYLOAD_TYPE

@@ -87,7 +87,7 @@ class NodeMetrics:
         )
         self.batch_size = Histogram(
             "custody_batch_entries",
-            "Submissions per committed batch",
+            "Entries per committed batch (one transaction, one checkpoint)",
             buckets=_BATCH_BUCKETS,
             registry=r,
         )
@@ -101,10 +101,15 @@ class NodeMetrics:
             registry=r,
         )
 
-    def record_batch(self, outcomes: Sequence[AppendOutcome], tree_size: int) -> None:
-        """Batch size, appended and duplicate entries; refusals are counted where the
-        service answers them (``refused``), so those refused before a batch count too."""
-        self.batch_size.observe(len(outcomes))
+    def record_batch(
+        self, outcomes: Sequence[AppendOutcome], tree_size: int, commits: Sequence[int]
+    ) -> None:
+        """A batch answered: the entries of each commit it completed (``commits``: none
+        when it shared an earlier batch's commit), appended and duplicate entries;
+        refusals are counted where the service answers them (``refused``), so those
+        refused before a batch count too."""
+        for entries in commits:
+            self.batch_size.observe(entries)
         duplicates = appended = 0
         for outcome in outcomes:
             if isinstance(outcome, CustodyError):

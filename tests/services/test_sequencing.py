@@ -9,10 +9,12 @@ error the node hears, never a hang.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pickle
 import signal
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,6 +151,59 @@ def test_batches_admitted_ahead_are_answered_in_order(sequencer: SequencerProces
     ]
     indices = [outcome.index for answer in answers[:2] for outcome in answer]  # type: ignore[union-attr]
     assert indices == [start, start + 1]
+
+
+@contextlib.contextmanager
+def database_locked(ledger: Ledger) -> Iterator[None]:
+    """Hold SQLite's write lock: the sequencer's process waits at its next commit."""
+    connection = sqlite3.connect(ledger.data_dir / "custody.db", isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        yield
+        connection.execute("ROLLBACK")
+    finally:
+        connection.close()
+
+
+def test_batches_waiting_for_the_sequencer_are_committed_together(
+    sequencer: SequencerProcess, ledger: Ledger
+) -> None:
+    """Batches that queue up while the sequencer's process is busy share one transaction
+    and one checkpoint, each still answered on its own and in order."""
+    start = sequencer.size
+    envelopes = [lualaba_extraction() for _ in range(4)]
+    with database_locked(ledger):
+        batches = [sequencer.admit_batch([submission(envelope)]) for envelope in envelopes]
+    receipts = [outcome for batch in batches for outcome in sequencer.sequence_batch(batch)]
+    assert all(isinstance(receipt, Receipt) for receipt in receipts)
+    checked = [receipt for receipt in receipts if isinstance(receipt, Receipt)]
+    assert [receipt.index for receipt in checked] == list(range(start, start + 4))
+    # The first may have been read before the others were sent; those three were waiting.
+    assert len({receipt.checkpoint for receipt in checked[1:]}) == 1
+    assert sequencer.take_commit_sizes() in ([1, 3], [4])
+    assert sequencer.take_commit_sizes() == []
+    log_key = log_verifier_key(ledger)
+    for receipt, envelope in zip(checked, envelopes, strict=True):
+        verify_receipt(receipt, log_key, envelope.digest())
+
+
+def test_batches_committed_together_stay_within_max_batch(ledger: Ledger, pki: Pki) -> None:
+    sequencer = SequencerProcess(node_config(ledger, pki, max_batch=3, max_pending=3))
+    sequencer.start()
+    try:
+        with database_locked(ledger):
+            batches = [
+                sequencer.admit_batch([submission(lualaba_extraction()) for _ in range(size)])
+                for size in (1, 2, 1, 2, 1)
+            ]
+        answers = [sequencer.sequence_batch(batch) for batch in batches]
+        assert all(isinstance(o, Receipt) for answer in answers for o in answer)
+        sizes = sequencer.take_commit_sizes()
+        assert sum(sizes) == 7
+        assert max(sizes) <= 3
+        assert len(sizes) < 5  # some were committed together
+    finally:
+        sequencer.close()
 
 
 def test_an_answer_collected_out_of_order_is_refused(sequencer: SequencerProcess) -> None:
