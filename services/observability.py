@@ -104,10 +104,10 @@ class NodeMetrics:
     def record_batch(
         self, outcomes: Sequence[AppendOutcome], tree_size: int, commits: Sequence[int]
     ) -> None:
-        """A batch answered: the entries of each commit it completed (``commits``: none
-        when it shared an earlier batch's commit), appended and duplicate entries;
-        refusals are counted where the service answers them (``refused``), so those
-        refused before a batch count too."""
+        """A batch answered: its appended and duplicate entries, and the entries of
+        each commit reported since the last batch (``commits``; a commit may hold several
+        batches). Refusals are counted where the service answers them (``refused``), so
+        those refused before a batch count too."""
         for entries in commits:
             self.batch_size.observe(entries)
         duplicates = appended = 0

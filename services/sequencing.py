@@ -150,9 +150,9 @@ class SequencerProcess:
     forever."""
 
     admitted_ahead = 8
-    """Batches sent and not yet answered. The sequencer's process goes from one
-    commit to the next without waiting for this one, and commits the batches that
-    queued up meanwhile together."""
+    """Batches sent that may wait behind the one whose answer is being read: the
+    sequencer's process goes from one commit to the next without waiting for this
+    one, and commits the batches that queued up meanwhile together."""
 
     def __init__(self, config: NodeConfig) -> None:
         self._config = config
@@ -276,8 +276,9 @@ class SequencerProcess:
         return answer.outcomes
 
     def take_commit_sizes(self) -> list[int]:
-        """Entries per transaction of the commits answered since the last call, oldest
-        first: several batches may share one."""
+        """Entries per transaction of the commits whose first batch was answered since
+        the last call, oldest first (several batches may share one commit). Read on
+        another thread than the answers, so not tied to any one batch."""
         sizes: list[int] = []
         while self._commit_sizes:
             sizes.append(self._commit_sizes.popleft())
@@ -343,54 +344,6 @@ def _verified(submission: Submission) -> VerifiedEntry:
 # --- the sequencer's process ---------------------------------------------------------
 
 
-def run_sequencer_process(requests: Connection, answers: Connection, config: NodeConfig) -> None:
-    """The sequencer's process: answer batches until told to stop or the node goes away."""
-    # The node decides when this process stops: after its last batch.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    configure_logging(cast(LogFormat, config.logging.format), config.logging.level)
-    try:
-        store, sequencer = open_sequencer(config, verify_threads=1)
-    except CustodyError as exc:
-        answers.send(_Failed(exc))
-        return
-    except Exception as exc:
-        log.exception("the sequencer's process could not start")
-        answers.send(
-            _Failed(InternalError(f"the sequencer could not start ({type(exc).__name__})"))
-        )
-        return
-    try:
-        tune_garbage_collection()
-        answers.send(_Ready(sequencer.origin, sequencer.latest_checkpoint))
-        structlog.contextvars.bind_contextvars(process="sequencer", pid=os.getpid())
-        waiting = _WaitingBatches(requests, config.limits.max_batch)
-        while (batches := waiting.take()) is not None:
-            entries = batches[0] if len(batches) == 1 else [e for b in batches for e in b]
-            try:
-                outcomes = sequencer.sequence_verified(entries)
-            except CustodyError as exc:
-                failed = _Failed(exc)
-            except Exception as exc:  # the batches fail, the sequencer goes on
-                log.exception("a batch failed unexpectedly")
-                failed = _Failed(InternalError(f"the batch failed ({type(exc).__name__})"))
-            else:
-                checkpoint, start = sequencer.latest_checkpoint, 0
-                for batch in batches:
-                    end = start + len(batch)
-                    size = len(entries) if start == 0 else 0
-                    answers.send(_Committed(outcomes[start:end], checkpoint, size))
-                    start = end
-                continue
-            for _ in batches:
-                answers.send(failed)
-    finally:
-        sequencer.close()
-        store.close()
-        requests.close()
-        answers.close()
-
-
 class _WaitingBatches:
     """The sequencer's process's side of the request pipe: each ``take`` is one batch
     read, with every batch already waiting behind it, up to ``max_entries`` in all."""
@@ -427,3 +380,67 @@ class _WaitingBatches:
             batches.append(batch)
             count += len(batch)
         return batches
+
+
+def _commit_together(
+    sequencer: Sequencer, batches: list[list[VerifiedEntry]]
+) -> list[_Committed | _Failed]:
+    """One answer per batch, in order, the batches committed as one.
+
+    A Custody error (storage, say) fails them all, as it would each alone. Anything
+    else is a bug met by some entry: the batches are then committed one by one, so
+    that it fails only the batch that holds that entry (a failed commit changed
+    nothing, and the sequencer reads its state afresh after one).
+    """
+    entries = batches[0] if len(batches) == 1 else [e for batch in batches for e in batch]
+    try:
+        outcomes = sequencer.sequence_verified(entries)
+    except CustodyError as exc:
+        return [_Failed(exc)] * len(batches)
+    except Exception as exc:
+        log.exception("a batch failed unexpectedly", batches=len(batches))
+        if len(batches) > 1:
+            return [answer for batch in batches for answer in _commit_together(sequencer, [batch])]
+        return [_Failed(InternalError(f"the batch failed ({type(exc).__name__})"))]
+    answers: list[_Committed | _Failed] = []
+    checkpoint, start = sequencer.latest_checkpoint, 0
+    for batch in batches:
+        end = start + len(batch)
+        # The commit's size goes with the first batch it took; the others shared it.
+        answers.append(
+            _Committed(outcomes[start:end], checkpoint, len(entries) if start == 0 else 0)
+        )
+        start = end
+    return answers
+
+
+def run_sequencer_process(requests: Connection, answers: Connection, config: NodeConfig) -> None:
+    """The sequencer's process: answer batches until told to stop or the node goes away."""
+    # The node decides when this process stops: after its last batch.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    configure_logging(cast(LogFormat, config.logging.format), config.logging.level)
+    try:
+        store, sequencer = open_sequencer(config, verify_threads=1)
+    except CustodyError as exc:
+        answers.send(_Failed(exc))
+        return
+    except Exception as exc:
+        log.exception("the sequencer's process could not start")
+        answers.send(
+            _Failed(InternalError(f"the sequencer could not start ({type(exc).__name__})"))
+        )
+        return
+    try:
+        tune_garbage_collection()
+        answers.send(_Ready(sequencer.origin, sequencer.latest_checkpoint))
+        structlog.contextvars.bind_contextvars(process="sequencer", pid=os.getpid())
+        waiting = _WaitingBatches(requests, config.limits.max_batch)
+        while (batches := waiting.take()) is not None:
+            for answer in _commit_together(sequencer, batches):
+                answers.send(answer)
+    finally:
+        sequencer.close()
+        store.close()
+        requests.close()
+        answers.close()

@@ -14,7 +14,6 @@ import dataclasses
 import os
 import pickle
 import signal
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,10 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from clients.sample.consortium import LUALABA
-from ledger.admission import Submission
+from ledger import custody_rules
+from ledger.admission import Submission, admit
+from ledger.domain.rules import DomainEntry, apply_entry
+from ledger.domain.state import DomainState
 from ledger.dsse import Envelope
 from ledger.errors import (
     AdmissionRuleError,
@@ -38,7 +40,9 @@ from ledger.errors import (
     UnsignedEntryError,
 )
 from ledger.keys import generate_private_key, save_private_key
+from ledger.leaf import SubjectLink
 from ledger.receipts import Receipt, verify_receipt
+from ledger.sequencer import VerifiedEntry
 from ledger.storage import LogStore
 from services import sequencing
 from services.config import NodeConfig
@@ -51,6 +55,7 @@ from tests.services.rpc_support import (
     health_check,
     log_verifier_key,
     lualaba_extraction,
+    new_id,
     new_ledger,
     refused,
     registry_keys,
@@ -154,33 +159,31 @@ def test_batches_admitted_ahead_are_answered_in_order(sequencer: SequencerProces
 
 
 @contextlib.contextmanager
-def database_locked(ledger: Ledger) -> Iterator[None]:
-    """Hold SQLite's write lock: the sequencer's process waits at its next commit."""
-    connection = sqlite3.connect(ledger.data_dir / "custody.db", isolation_level=None)
+def paused(sequencer: SequencerProcess) -> Iterator[None]:
+    """Stop the sequencer's process meanwhile: the batches sent wait in its pipe."""
+    assert sequencer.pid is not None
+    os.kill(sequencer.pid, signal.SIGSTOP)
     try:
-        connection.execute("BEGIN IMMEDIATE")
         yield
-        connection.execute("ROLLBACK")
     finally:
-        connection.close()
+        os.kill(sequencer.pid, signal.SIGCONT)
 
 
 def test_batches_waiting_for_the_sequencer_are_committed_together(
     sequencer: SequencerProcess, ledger: Ledger
 ) -> None:
-    """Batches that queue up while the sequencer's process is busy share one transaction
-    and one checkpoint, each still answered on its own and in order."""
+    """Batches that queued up while the sequencer's process was busy share one
+    transaction and one checkpoint, each still answered on its own and in order."""
     start = sequencer.size
     envelopes = [lualaba_extraction() for _ in range(4)]
-    with database_locked(ledger):
+    with paused(sequencer):
         batches = [sequencer.admit_batch([submission(envelope)]) for envelope in envelopes]
     receipts = [outcome for batch in batches for outcome in sequencer.sequence_batch(batch)]
-    assert all(isinstance(receipt, Receipt) for receipt in receipts)
     checked = [receipt for receipt in receipts if isinstance(receipt, Receipt)]
+    assert len(checked) == 4
     assert [receipt.index for receipt in checked] == list(range(start, start + 4))
-    # The first may have been read before the others were sent; those three were waiting.
-    assert len({receipt.checkpoint for receipt in checked[1:]}) == 1
-    assert sequencer.take_commit_sizes() in ([1, 3], [4])
+    assert len({receipt.checkpoint for receipt in checked}) == 1
+    assert sequencer.take_commit_sizes() == [4]
     assert sequencer.take_commit_sizes() == []
     log_key = log_verifier_key(ledger)
     for receipt, envelope in zip(checked, envelopes, strict=True):
@@ -188,22 +191,61 @@ def test_batches_waiting_for_the_sequencer_are_committed_together(
 
 
 def test_batches_committed_together_stay_within_max_batch(ledger: Ledger, pki: Pki) -> None:
+    """A batch that would take a commit past ``max_batch`` starts the next one."""
     sequencer = SequencerProcess(node_config(ledger, pki, max_batch=3, max_pending=3))
     sequencer.start()
     try:
-        with database_locked(ledger):
-            batches = [
-                sequencer.admit_batch([submission(lualaba_extraction()) for _ in range(size)])
-                for size in (1, 2, 1, 2, 1)
-            ]
+        start = sequencer.size
+        sizes = (2, 2, 1, 2)
+        envelopes = [[lualaba_extraction() for _ in range(size)] for size in sizes]
+        with paused(sequencer):
+            batches = [sequencer.admit_batch([submission(e) for e in batch]) for batch in envelopes]
         answers = [sequencer.sequence_batch(batch) for batch in batches]
-        assert all(isinstance(o, Receipt) for answer in answers for o in answer)
-        sizes = sequencer.take_commit_sizes()
-        assert sum(sizes) == 7
-        assert max(sizes) <= 3
-        assert len(sizes) < 5  # some were committed together
+        indices = [o.index for answer in answers for o in answer if isinstance(o, Receipt)]
+        assert indices == list(range(start, start + sum(sizes)))  # every entry, in order
+        assert sequencer.take_commit_sizes() == [2, 3, 2]
     finally:
         sequencer.close()
+
+
+def test_a_bug_in_batches_committed_together_fails_only_its_own_batch(
+    config: NodeConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error in a commit of several batches: they are committed one by
+    one, and only the batch holding the entry that meets the bug fails."""
+    poison = new_id("lot")
+    rules_apply = apply_entry
+
+    def apply_or_fail(state: DomainState, entry: DomainEntry) -> tuple[SubjectLink, ...]:
+        if poison.encode() in entry.payload.message.SerializeToString():
+            raise RuntimeError("a bug met by this entry")
+        return rules_apply(state, entry)
+
+    monkeypatch.setattr(custody_rules, "apply_entry", apply_or_fail)
+    store, sequencer = sequencing.open_sequencer(config, verify_threads=1)
+    try:
+        start = sequencer.size
+        batches = [
+            [verified_entry(lualaba_extraction())],
+            [verified_entry(lualaba_extraction(poison)), verified_entry(lualaba_extraction())],
+            [verified_entry(lualaba_extraction())],
+        ]
+        first, failed, last = sequencing._commit_together(sequencer, batches)
+        assert isinstance(first, sequencing._Committed)
+        assert isinstance(last, sequencing._Committed)
+        assert isinstance(failed, sequencing._Failed)
+        assert isinstance(failed.error, InternalError)
+        indices = [o.index for o in (*first.outcomes, *last.outcomes) if isinstance(o, Receipt)]
+        assert indices == [start, start + 1]
+        assert (first.commit_entries, last.commit_entries) == (1, 1)  # committed one by one
+        assert sequencer.size == start + 2
+    finally:
+        sequencer.close()
+        store.close()
+
+
+def verified_entry(envelope: Envelope) -> VerifiedEntry:
+    return VerifiedEntry(admit(submission(envelope)), LUALABA)
 
 
 def test_an_answer_collected_out_of_order_is_refused(sequencer: SequencerProcess) -> None:
