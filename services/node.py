@@ -103,7 +103,7 @@ class RunningNode:
 
     def watch_sequencer(self) -> None:
         """Notice at once if the sequencer's process ends while the node serves."""
-        sentinel = self.sequencer.sentinel if isinstance(self.sequencer, SequencerProcess) else None
+        sentinel = self.sequencer.sentinel
         if sentinel is not None:
             asyncio.get_running_loop().add_reader(sentinel, self._sequencer_ended, sentinel)
 
@@ -195,7 +195,7 @@ def _add_services(
 async def _open_storage(config: NodeConfig) -> tuple[LogStore, NodeSequencer]:
     """The store this process reads from, and the sequencer (started, head checked)."""
     if not config.sequencer.own_process:
-        return open_sequencer(config)
+        return open_sequencer(config, in_node=True)
     store = LogStore.open(config.database_url, migrate=False)
     try:
         store.info()  # no log here: refused before a process is spawned for it
@@ -218,12 +218,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
 
     def committed(submissions: Sequence[Submission], outcomes: Sequence[AppendOutcome]) -> None:
         # The sequencer's process may commit several of the node's batches together.
-        commits = (
-            sequencer.take_commit_sizes()
-            if isinstance(sequencer, SequencerProcess)
-            else [len(outcomes)]
-        )
-        metrics.record_batch(outcomes, sequencer.size, commits)
+        metrics.record_batch(outcomes, sequencer.size, sequencer.take_commit_sizes())
         watcher.publish(sequencer.latest_checkpoint)
         if any(
             submission.envelope.payload_type == GOVERNANCE_PAYLOAD_TYPE

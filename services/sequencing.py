@@ -2,7 +2,8 @@
 
 ``SequencerProcess`` runs it in a process of its own, fed verified entries over
 a pipe; ``open_sequencer`` opens one in the calling process (the sequencer's
-process itself, and nodes with ``[sequencer] own_process = false``).
+process itself), and ``open_sequencer(..., in_node=True)`` one for a node with
+``[sequencer] own_process = false`` (``InNodeSequencer``).
 
 Why: Python runs one thread at a time per process (the GIL). In one process the
 sequencer's database work waits for the GIL behind the gRPC event loop at
@@ -51,7 +52,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any, Protocol, cast
+from typing import Any, Literal, Protocol, cast, overload
 
 import structlog
 
@@ -62,7 +63,7 @@ from ledger.group_commit import BatchSequencer
 from ledger.keys import LOG_KEY_PASSPHRASE_ENV, load_private_key, passphrase_from_env
 from ledger.note import NoteSigner
 from ledger.records import StoredCheckpoint
-from ledger.sequencer import AppendOutcome, EntryChecker, Sequencer, VerifiedEntry
+from ledger.sequencer import AdmittedBatch, AppendOutcome, EntryChecker, Sequencer, VerifiedEntry
 from ledger.storage.log_store import LogStore
 from services.config import NodeConfig
 from services.gc_tuning import tune_garbage_collection
@@ -119,18 +120,70 @@ class NodeSequencer(BatchSequencer[Any], Protocol):
     @property
     def latest_checkpoint(self) -> StoredCheckpoint: ...
 
+    @property
+    def sentinel(self) -> int | None:
+        """A file descriptor that becomes readable if the sequencer ends on its own
+        (its process died); None when it cannot (it runs in the node's process)."""
+        ...
+
+    def take_commit_sizes(self) -> list[int]:
+        """Entries per transaction of the commits reported since the last call."""
+        ...
+
     def close(self) -> None: ...
 
 
+class InNodeSequencer(Sequencer):
+    """The sequencer in the node's own process: each batch is one commit."""
+
+    sentinel = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._commit_sizes: collections.deque[int] = collections.deque()
+
+    def sequence_batch(self, admitted: AdmittedBatch) -> list[AppendOutcome]:
+        outcomes = super().sequence_batch(admitted)
+        # Counted as in the sequencer's process: the entries that reached a commit.
+        entries = sum(1 for outcome in admitted.outcomes if not isinstance(outcome, CustodyError))
+        if entries:
+            self._commit_sizes.append(entries)
+        return outcomes
+
+    def take_commit_sizes(self) -> list[int]:
+        return _drain(self._commit_sizes)
+
+
+def _drain(sizes: collections.deque[int]) -> list[int]:
+    """Everything in ``sizes``, oldest first, taken out (another thread may append)."""
+    taken: list[int] = []
+    while sizes:
+        taken.append(sizes.popleft())
+    return taken
+
+
+@overload
 def open_sequencer(
-    config: NodeConfig, *, verify_threads: int | None = None
+    config: NodeConfig, *, verify_threads: int | None = None, in_node: Literal[False] = False
+) -> tuple[LogStore, Sequencer]: ...
+
+
+@overload
+def open_sequencer(
+    config: NodeConfig, *, verify_threads: int | None = None, in_node: Literal[True]
+) -> tuple[LogStore, InNodeSequencer]: ...
+
+
+def open_sequencer(
+    config: NodeConfig, *, verify_threads: int | None = None, in_node: bool = False
 ) -> tuple[LogStore, Sequencer]:
-    """The log's store and a sequencer whose head was checked against its signed checkpoint."""
+    """The log's store and a sequencer whose head was checked against its signed
+    checkpoint; ``in_node``: one that reports its commits to the node serving it."""
     store = LogStore.open(config.database_url, migrate=False)
     try:
         info = store.info()
         key = load_private_key(config.log_key_path, passphrase_from_env(LOG_KEY_PASSPHRASE_ENV))
-        sequencer = Sequencer(
+        sequencer = (InNodeSequencer if in_node else Sequencer)(
             store,
             NoteSigner(info.origin, key),
             rules=CustodyRules(store),
@@ -279,10 +332,7 @@ class SequencerProcess:
         """Entries per transaction of the commits whose first batch was answered since
         the last call, oldest first (several batches may share one commit). Read on
         another thread than the answers, so not tied to any one batch."""
-        sizes: list[int] = []
-        while self._commit_sizes:
-            sizes.append(self._commit_sizes.popleft())
-        return sizes
+        return _drain(self._commit_sizes)
 
     def _lost(self) -> UnavailableError:
         if self._broken is None:

@@ -16,6 +16,7 @@ from tests.services.test_ledger_service import (
     test_an_entry_may_depend_on_an_earlier_one_of_its_message,
     test_append_answers_with_a_receipt_that_verifies,
     test_append_stream_answers_every_entry_once,
+    test_each_commit_is_counted_with_its_entries,
     test_follow_sends_the_log_then_each_new_entry,
     test_resubmitting_an_entry_is_already_exists_with_the_original_receipt,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "test_an_entry_may_depend_on_an_earlier_one_of_its_message",
     "test_append_answers_with_a_receipt_that_verifies",
     "test_append_stream_answers_every_entry_once",
+    "test_each_commit_is_counted_with_its_entries",
     "test_follow_sends_the_log_then_each_new_entry",
     "test_resubmitting_an_entry_is_already_exists_with_the_original_receipt",
 ]

@@ -115,6 +115,25 @@ def test_append_answers_with_a_receipt_that_verifies(
     assert node.node.store.leaf(receipt.receipt.index).leaf_bytes == response.receipt.leaf
 
 
+def test_each_commit_is_counted_with_its_entries(node: NodeThread, connect: Connections) -> None:
+    """custody_batch_entries counts the entries of each commit, whichever process
+    sequences; an entry refused by the envelope rules never reaches one."""
+    registry = node.node.metrics.registry
+
+    def committed() -> tuple[float, float]:
+        count = registry.get_sample_value("custody_batch_entries_count") or 0.0
+        return count, registry.get_sample_value("custody_batch_entries_sum") or 0.0
+
+    before = committed()
+    ledger = connect(LUALABA).ledger
+    ledger.Append(append_request(lualaba_extraction(), [LUALABA]))
+    unsigned = Envelope(EVENT_PAYLOAD_TYPE, b"", ())
+    refused(
+        lambda: ledger.Append(append_request(unsigned)), Code.INVALID_ARGUMENT, "UNSIGNED_ENTRY"
+    )
+    assert committed() == (before[0] + 1, before[1] + 1)
+
+
 def test_a_tampered_receipt_does_not_verify(connect: Connections, log_key: VerifierKey) -> None:
     """The control of the test above: verification is not vacuous."""
     envelope = lualaba_extraction()
