@@ -406,7 +406,10 @@ class Sequencer:
         return _Prepared(entry, self.rules.prepare(submission, entry))
 
     def _sequence(self, admitted: list[_Prepared | CustodyError]) -> list[AppendOutcome]:
-        batch = self._commit([e for e in admitted if isinstance(e, _Prepared)])
+        prepared = [e for e in admitted if isinstance(e, _Prepared)]
+        if not prepared:  # all refused already: nothing to order, no transaction to open
+            return [e for e in admitted if isinstance(e, CustodyError)]
+        batch = self._commit(prepared)
         # Committed: only now does the new head become visible and receipts exist.
         self._head = batch.head
         batch.rules.committed(batch.head.position)

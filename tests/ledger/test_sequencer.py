@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pickle
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from ledger import merkle
 from ledger.admission import Submission, admit
@@ -131,9 +132,22 @@ def test_refused_entries_take_no_index_and_change_nothing(
     assert store.size() == 1
 
 
-def test_an_all_refused_batch_signs_no_checkpoint(sequencer: Sequencer, store: LogStore) -> None:
+def test_an_all_refused_batch_signs_no_checkpoint(
+    sequencer: Sequencer, store: LogStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nor does it open a write transaction (and wait for the log's lock and an fsync)."""
+    writes = 0
+    write = store.write
+
+    def counted() -> AbstractContextManager[Connection]:
+        nonlocal writes
+        writes += 1
+        return write()
+
+    monkeypatch.setattr(store, "write", counted)
     outcomes = sequencer.append_batch([Submission.of(Envelope("t/x", b"x", ()), [])])
     assert isinstance(outcomes[0], UnsignedEntryError)
+    assert writes == 0
     assert store.size() == 0
     assert [c.tree_size for c in store.iter_checkpoints()] == [0]
 
