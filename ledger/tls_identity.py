@@ -59,10 +59,10 @@ def partner_from_certificate(pem: bytes) -> str:
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         # No SAN at all (recent cryptography refuses to build an empty one to stand in).
-        names_uris: list[str] = []
+        san_uris: list[str] = []
     else:
-        names_uris = names.get_values_for_type(x509.UniformResourceIdentifier)
-    uris = [uri for uri in names_uris if uri.startswith(PARTNER_URI_PREFIX)]
+        san_uris = names.get_values_for_type(x509.UniformResourceIdentifier)
+    uris = [uri for uri in san_uris if uri.startswith(PARTNER_URI_PREFIX)]
     if not uris:
         raise UnauthenticatedError(
             f"the client certificate names no partner (no {PARTNER_URI_PREFIX}<id> URI SAN)"
